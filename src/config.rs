@@ -1,0 +1,376 @@
+//! Command-line flags with `PYEXEC_*` environment twins, validated into
+//! per-layer sub-configs before any socket is bound or worker spawned.
+//!
+//! This module owns parsing and validation only; it never reads the
+//! environment after start-up and never touches the network or processes.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+const MIB: u64 = 1024 * 1024;
+
+/// Which cgroup hierarchy caps a worker's memory and process count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CgroupMode {
+    /// Use v2 when `/sys/fs/cgroup` is a unified hierarchy, else v1 when its
+    /// memory and pids controllers are mounted, else no cgroup backstop.
+    Auto,
+    /// cgroup v1 (`/sys/fs/cgroup/memory`, `/sys/fs/cgroup/pids`).
+    V1,
+    /// cgroup v2 (nsjail `--use_cgroupv2`).
+    V2,
+    /// No cgroup backstop: per-run rlimits only.
+    Off,
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The flags as the user typed them. See the README for each one.
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "pyexec",
+    version,
+    about = "Runs untrusted Python scripts over HTTP in warm nsjail sandboxes"
+)]
+pub struct Flags {
+    /// Address to serve HTTP on.
+    #[arg(long, env = "PYEXEC_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Number of warm workers (sandboxes running a zygote). Default: CPUs.
+    #[arg(long, env = "PYEXEC_WORKERS")]
+    pub workers: Option<usize>,
+    /// Timeout of a run when the request gives none, in seconds.
+    #[arg(long, env = "PYEXEC_DEFAULT_TIMEOUT_SECS", default_value_t = 10.0)]
+    pub default_timeout_secs: f64,
+    /// Largest timeout a request may ask for, in seconds.
+    #[arg(long, env = "PYEXEC_MAX_TIMEOUT_SECS", default_value_t = 60.0)]
+    pub max_timeout_secs: f64,
+    /// Memory a run may allocate when the request gives none, in MiB.
+    #[arg(long, env = "PYEXEC_DEFAULT_MEMORY_MIB", default_value_t = 256)]
+    pub default_memory_mib: u64,
+    /// Smallest memory limit a request may ask for, in MiB.
+    #[arg(long, env = "PYEXEC_MIN_MEMORY_MIB", default_value_t = 16)]
+    pub min_memory_mib: u64,
+    /// Largest memory limit a request may ask for, in MiB.
+    #[arg(long, env = "PYEXEC_MAX_MEMORY_MIB", default_value_t = 1024)]
+    pub max_memory_mib: u64,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "PYEXEC_MAX_BODY_BYTES", default_value_t = MIB)]
+    pub max_body_bytes: u64,
+    /// Most stdout (and, separately, stderr) kept per run, in bytes.
+    #[arg(long, env = "PYEXEC_MAX_OUTPUT_BYTES", default_value_t = MIB)]
+    pub max_output_bytes: u64,
+    /// Largest serialized result of main(), in bytes.
+    #[arg(long, env = "PYEXEC_MAX_RESULT_BYTES", default_value_t = 4 * MIB)]
+    pub max_result_bytes: u64,
+    /// How long a request waits for a free worker before 503 overloaded, in seconds.
+    #[arg(long, env = "PYEXEC_QUEUE_TIMEOUT_SECS", default_value_t = 5.0)]
+    pub queue_timeout_secs: f64,
+    /// Bearer token required on /execute (`Authorization: Bearer TOKEN`). Unset: no auth.
+    #[arg(long, env = "PYEXEC_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+    /// nsjail binary.
+    #[arg(long, env = "PYEXEC_NSJAIL", default_value = "/opt/pyexec/bin/nsjail")]
+    pub nsjail: PathBuf,
+    /// Python of the sandbox venv (must live under a world-readable prefix).
+    #[arg(long, env = "PYEXEC_SANDBOX_PYTHON", default_value = "/opt/pyexec/venv/bin/python3")]
+    pub sandbox_python: PathBuf,
+    /// Directory holding zygote.py and the pyexec_worker package.
+    #[arg(long, env = "PYEXEC_WORKER_DIR", default_value = "/opt/pyexec/worker")]
+    pub worker_dir: PathBuf,
+    /// cgroup backstop for each worker's memory and process count.
+    #[arg(long, env = "PYEXEC_CGROUP", value_enum, default_value_t = CgroupMode::Auto)]
+    pub cgroup: CgroupMode,
+    /// Size of each run's private /tmp, in MiB.
+    #[arg(long, env = "PYEXEC_TMP_SIZE_MIB", default_value_t = 64)]
+    pub tmp_size_mib: u64,
+    /// Processes and threads a run may have (RLIMIT_NPROC).
+    #[arg(long, env = "PYEXEC_MAX_PROCESSES", default_value_t = 32)]
+    pub max_processes: u64,
+    /// Open files a run may have (RLIMIT_NOFILE).
+    #[arg(long, env = "PYEXEC_MAX_OPEN_FILES", default_value_t = 256)]
+    pub max_open_files: u64,
+    /// Largest file a run may write (RLIMIT_FSIZE), in MiB.
+    #[arg(long, env = "PYEXEC_MAX_FILE_SIZE_MIB", default_value_t = 16)]
+    pub max_file_size_mib: u64,
+    /// Host uid and gid the sandboxes run as (unprivileged).
+    #[arg(long, env = "PYEXEC_SANDBOX_UID", default_value_t = 99999)]
+    pub sandbox_uid: u32,
+    /// How long a worker may take to start (import numpy and pandas), in seconds.
+    #[arg(long, env = "PYEXEC_WORKER_START_TIMEOUT_SECS", default_value_t = 30.0)]
+    pub worker_start_timeout_secs: f64,
+    /// How long shutdown waits for in-flight requests, in seconds.
+    #[arg(long, env = "PYEXEC_SHUTDOWN_TIMEOUT_SECS", default_value_t = 30.0)]
+    pub shutdown_timeout_secs: f64,
+    /// Log format.
+    #[arg(long, env = "PYEXEC_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// A flag whose value parsed but makes no sense.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("invalid value for --{flag}: {reason}")]
+pub struct ConfigError {
+    /// The flag, without the leading dashes.
+    pub flag: &'static str,
+    /// What is wrong and what would be right.
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(flag: &'static str, reason: impl Into<String>) -> Self {
+        Self { flag, reason: reason.into() }
+    }
+}
+
+/// Limits a request may set, and the defaults when it does not.
+#[derive(Clone, Debug)]
+pub struct LimitsConfig {
+    /// Timeout when the request gives none.
+    pub default_timeout: Duration,
+    /// Largest timeout a request may ask for.
+    pub max_timeout: Duration,
+    /// Memory (bytes) when the request gives none.
+    pub default_memory_mib: u64,
+    /// Smallest memory limit (MiB) a request may ask for.
+    pub min_memory_mib: u64,
+    /// Largest memory limit (MiB) a request may ask for.
+    pub max_memory_mib: u64,
+    /// Most stdout/stderr kept per run.
+    pub max_output_bytes: u64,
+    /// Largest serialized result.
+    pub max_result_bytes: u64,
+}
+
+/// What the HTTP layer needs.
+#[derive(Clone, Debug)]
+pub struct HttpConfig {
+    /// Address to bind.
+    pub listen: SocketAddr,
+    /// Largest accepted request body.
+    pub max_body_bytes: u64,
+    /// Bearer token, when auth is on.
+    pub api_token: Option<String>,
+    /// Grace period for in-flight requests on shutdown.
+    pub shutdown_timeout: Duration,
+}
+
+/// What spawning one sandboxed worker needs.
+#[derive(Clone, Debug)]
+pub struct SandboxConfig {
+    /// nsjail binary.
+    pub nsjail: PathBuf,
+    /// Python of the sandbox venv.
+    pub python: PathBuf,
+    /// Directory with zygote.py.
+    pub worker_dir: PathBuf,
+    /// cgroup backstop selection.
+    pub cgroup: CgroupMode,
+    /// Size of each run's /tmp.
+    pub tmp_size_bytes: u64,
+    /// RLIMIT_NPROC of a run.
+    pub max_processes: u64,
+    /// RLIMIT_NOFILE of a run.
+    pub max_open_files: u64,
+    /// RLIMIT_FSIZE of a run.
+    pub max_file_size_bytes: u64,
+    /// Host uid/gid of the sandbox.
+    pub uid: u32,
+    /// Largest frame either side may send.
+    pub max_frame_bytes: u64,
+    /// Memory cap (bytes) for the whole worker when a cgroup is used.
+    pub worker_memory_bytes: u64,
+    /// How long the zygote may take to become ready.
+    pub start_timeout: Duration,
+}
+
+/// What the pool and supervisor need.
+#[derive(Clone, Debug)]
+pub struct PoolConfig {
+    /// Number of warm workers.
+    pub workers: usize,
+    /// How long a request waits for a worker.
+    pub queue_timeout: Duration,
+}
+
+/// The validated configuration, split by layer.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// HTTP front end.
+    pub http: HttpConfig,
+    /// Request limits.
+    pub limits: LimitsConfig,
+    /// Worker spawning.
+    pub sandbox: SandboxConfig,
+    /// Pool sizing.
+    pub pool: PoolConfig,
+    /// Log format.
+    pub log_format: LogFormat,
+}
+
+fn seconds(flag: &'static str, value: f64, max: f64) -> Result<Duration, ConfigError> {
+    if !value.is_finite() || value <= 0.0 || value > max {
+        return Err(ConfigError::new(flag, format!("{value} is not a number of seconds in (0, {max}]")));
+    }
+    Ok(Duration::from_secs_f64(value))
+}
+
+fn positive(flag: &'static str, value: u64) -> Result<u64, ConfigError> {
+    if value == 0 {
+        return Err(ConfigError::new(flag, "must be greater than 0"));
+    }
+    Ok(value)
+}
+
+impl Flags {
+    /// Checks every value and splits them into the layers' configs.
+    ///
+    /// # Errors
+    /// The first flag whose value is out of range, with the reason.
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        let workers = match self.workers {
+            Some(0) => return Err(ConfigError::new("workers", "must be at least 1")),
+            Some(n) if n > 256 => return Err(ConfigError::new("workers", format!("{n} is more than 256"))),
+            Some(n) => n,
+            None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        };
+        let max_timeout = seconds("max-timeout-secs", self.max_timeout_secs, 3600.0)?;
+        let default_timeout = seconds("default-timeout-secs", self.default_timeout_secs, 3600.0)?;
+        if default_timeout > max_timeout {
+            return Err(ConfigError::new("default-timeout-secs", "must not exceed --max-timeout-secs"));
+        }
+        positive("min-memory-mib", self.min_memory_mib)?;
+        if self.max_memory_mib < self.min_memory_mib {
+            return Err(ConfigError::new("max-memory-mib", "must be at least --min-memory-mib"));
+        }
+        if !(self.min_memory_mib..=self.max_memory_mib).contains(&self.default_memory_mib) {
+            return Err(ConfigError::new(
+                "default-memory-mib",
+                "must lie between --min-memory-mib and --max-memory-mib",
+            ));
+        }
+        let max_body_bytes = positive("max-body-bytes", self.max_body_bytes)?;
+        let max_output_bytes = positive("max-output-bytes", self.max_output_bytes)?;
+        let max_result_bytes = positive("max-result-bytes", self.max_result_bytes)?;
+        if let Some(token) = &self.api_token {
+            if token.trim().is_empty() {
+                return Err(ConfigError::new("api-token", "must not be empty (unset it to disable auth)"));
+            }
+        }
+        // A frame carries either a script (bounded by the body) or a result
+        // with both output streams; leave room for the envelope.
+        let max_frame_bytes = max_body_bytes.max(max_result_bytes + 2 * max_output_bytes) + 64 * 1024;
+        if max_frame_bytes > u64::from(u32::MAX) {
+            return Err(ConfigError::new("max-result-bytes", "result plus output must fit a 4 GiB frame"));
+        }
+        Ok(Config {
+            http: HttpConfig {
+                listen: self.listen,
+                max_body_bytes,
+                api_token: self.api_token,
+                shutdown_timeout: seconds("shutdown-timeout-secs", self.shutdown_timeout_secs, 3600.0)?,
+            },
+            limits: LimitsConfig {
+                default_timeout,
+                max_timeout,
+                default_memory_mib: self.default_memory_mib,
+                min_memory_mib: self.min_memory_mib,
+                max_memory_mib: self.max_memory_mib,
+                max_output_bytes,
+                max_result_bytes,
+            },
+            sandbox: SandboxConfig {
+                nsjail: self.nsjail,
+                python: self.sandbox_python,
+                worker_dir: self.worker_dir,
+                cgroup: self.cgroup,
+                tmp_size_bytes: positive("tmp-size-mib", self.tmp_size_mib)? * MIB,
+                max_processes: positive("max-processes", self.max_processes)?,
+                max_open_files: positive("max-open-files", self.max_open_files)?.max(16),
+                max_file_size_bytes: positive("max-file-size-mib", self.max_file_size_mib)? * MIB,
+                uid: match self.sandbox_uid {
+                    0 => return Err(ConfigError::new("sandbox-uid", "must not be 0 (root)")),
+                    uid => uid,
+                },
+                max_frame_bytes,
+                // Room for the zygote, the spare and the run's own limit.
+                worker_memory_bytes: (self.max_memory_mib + 512) * MIB + self.tmp_size_mib * MIB,
+                start_timeout: seconds("worker-start-timeout-secs", self.worker_start_timeout_secs, 600.0)?,
+            },
+            pool: PoolConfig {
+                workers,
+                queue_timeout: seconds("queue-timeout-secs", self.queue_timeout_secs, 3600.0)?,
+            },
+            log_format: self.log_format,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, ConfigError> {
+        let mut argv = vec!["pyexec"];
+        argv.extend_from_slice(args);
+        Flags::try_parse_from(argv).expect("flags parse").validate()
+    }
+
+    #[test]
+    fn defaults_validate() {
+        let config = parse(&[]).expect("defaults are valid");
+        assert_eq!(config.http.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.limits.default_timeout, Duration::from_secs(10));
+        assert_eq!(config.http.max_body_bytes, MIB);
+        assert_eq!(config.limits.max_result_bytes, 4 * MIB);
+        assert!(config.pool.workers >= 1);
+        assert!(config.sandbox.max_frame_bytes > 6 * MIB);
+    }
+
+    #[test]
+    fn rejects_zero_workers_naming_the_flag() {
+        let err = parse(&["--workers", "0"]).expect_err("0 workers is invalid");
+        assert_eq!(err.flag, "workers");
+        assert!(err.to_string().starts_with("invalid value for --workers"));
+    }
+
+    #[test]
+    fn rejects_default_timeout_above_max() {
+        let err = parse(&["--default-timeout-secs", "20", "--max-timeout-secs", "5"]).expect_err("invalid");
+        assert_eq!(err.flag, "default-timeout-secs");
+    }
+
+    #[test]
+    fn rejects_non_finite_and_negative_durations() {
+        assert_eq!(parse(&["--queue-timeout-secs", "-1"]).expect_err("neg").flag, "queue-timeout-secs");
+        assert_eq!(parse(&["--queue-timeout-secs", "NaN"]).expect_err("nan").flag, "queue-timeout-secs");
+    }
+
+    #[test]
+    fn rejects_default_memory_outside_range() {
+        let err = parse(&["--default-memory-mib", "4096"]).expect_err("above max");
+        assert_eq!(err.flag, "default-memory-mib");
+    }
+
+    #[test]
+    fn rejects_root_sandbox_uid_and_empty_token() {
+        assert_eq!(parse(&["--sandbox-uid", "0"]).expect_err("root").flag, "sandbox-uid");
+        assert_eq!(parse(&["--api-token", " "]).expect_err("empty").flag, "api-token");
+    }
+
+    #[test]
+    fn unparseable_values_are_clap_errors() {
+        assert!(Flags::try_parse_from(["pyexec", "--listen", "nonsense"]).is_err());
+        assert!(Flags::try_parse_from(["pyexec", "--cgroup", "v3"]).is_err());
+    }
+}

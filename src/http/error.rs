@@ -1,0 +1,215 @@
+//! The one table from every failure to an HTTP answer: who caused it decides
+//! the class (client -> 4xx, the user's script -> 422 with a kind, capacity
+//! -> 503, us -> 500), and every answer has the contract's JSON shape.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER};
+use hyper::{Response, StatusCode};
+use serde::Serialize;
+
+use crate::protocol::{Outcome, RunReport};
+
+/// Every way a request can fail.
+#[derive(Debug)]
+pub enum ApiError {
+    /// The body is not JSON.
+    InvalidJson(String),
+    /// JSON, but not a valid request; the message names the field.
+    InvalidRequest(String),
+    /// A token is configured and the request lacks it.
+    Unauthorized,
+    /// No such path.
+    NotFound,
+    /// Known path, wrong method.
+    MethodNotAllowed {
+        /// The methods the path takes.
+        allow: &'static str,
+    },
+    /// Body over the limit.
+    PayloadTooLarge {
+        /// The limit in bytes.
+        max: u64,
+    },
+    /// Not `application/json`.
+    UnsupportedMediaType,
+    /// The script failed; the report holds the verdict and its output.
+    Script(Box<RunReport>),
+    /// No worker free within the queue timeout.
+    Overloaded {
+        /// Suggested wait.
+        retry_after: Duration,
+    },
+    /// The sandbox cannot start.
+    Unavailable(String),
+    /// A bug of ours; details are in the log under the request id.
+    Internal {
+        /// Correlates the answer with the log line.
+        request_id: String,
+    },
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    kind: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stdout: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stderr: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    traceback: Option<&'a str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    stdout_truncated: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    stderr_truncated: bool,
+}
+
+/// The contract's error kind of a failed run.
+pub fn outcome_kind(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Ok => "ok",
+        Outcome::SyntaxError => "syntax_error",
+        Outcome::MissingMain => "missing_main",
+        Outcome::RuntimeError => "runtime_error",
+        Outcome::ResultNotJson => "result_not_json",
+        Outcome::ResultTooLarge => "result_too_large",
+        Outcome::Timeout => "timeout",
+        Outcome::MemoryLimit => "memory_limit",
+        Outcome::Killed => "killed",
+    }
+}
+
+fn default_message(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Ok => "ok",
+        Outcome::SyntaxError => "the script does not compile",
+        Outcome::MissingMain => "main() is not defined",
+        Outcome::RuntimeError => "main() raised an exception",
+        Outcome::ResultNotJson => "main() returned a value that is not JSON",
+        Outcome::ResultTooLarge => "main()'s result is too large",
+        Outcome::Timeout => "the run exceeded its timeout",
+        Outcome::MemoryLimit => "the run exceeded its memory limit",
+        Outcome::Killed => "the run was killed or exited without a result",
+    }
+}
+
+/// Captured output as text: UTF-8 with replacement characters.
+pub fn output_text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+impl ApiError {
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::InvalidJson(_) | Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Script(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Overloaded { .. } | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The contract's `kind`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::InvalidJson(_) => "invalid_json",
+            Self::InvalidRequest(_) => "invalid_request",
+            Self::Unauthorized => "unauthorized",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed { .. } => "method_not_allowed",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::Script(report) => outcome_kind(report.outcome),
+            Self::Overloaded { .. } => "overloaded",
+            Self::Unavailable(_) => "unavailable",
+            Self::Internal { .. } => "internal",
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            Self::InvalidJson(why) | Self::InvalidRequest(why) => why.clone(),
+            Self::Unauthorized => "missing or wrong API token: send 'Authorization: Bearer <token>'".into(),
+            Self::NotFound => "no such endpoint; POST /execute runs a script".into(),
+            Self::MethodNotAllowed { allow } => format!("method not allowed here; use {allow}"),
+            Self::PayloadTooLarge { max } => format!("request body is larger than the {max}-byte limit"),
+            Self::UnsupportedMediaType => {
+                "send the body as JSON with 'Content-Type: application/json'".into()
+            }
+            Self::Script(report) => {
+                report.error.clone().unwrap_or_else(|| default_message(report.outcome).into())
+            }
+            Self::Overloaded { retry_after } => {
+                format!("all workers are busy; retry in {} s", retry_after.as_secs().max(1))
+            }
+            Self::Unavailable(why) => format!("the sandbox cannot start: {why}"),
+            Self::Internal { request_id } => format!("internal error; please report request id {request_id}"),
+        }
+    }
+
+    /// The full HTTP answer.
+    pub fn into_response(self) -> Response<Full<Bytes>> {
+        let message = self.message();
+        let body = match &self {
+            Self::Script(report) => ErrorBody {
+                error: &message,
+                kind: self.kind(),
+                stdout: Some(output_text(&report.stdout)),
+                stderr: Some(output_text(&report.stderr)),
+                traceback: report.traceback.as_deref(),
+                stdout_truncated: report.stdout_truncated,
+                stderr_truncated: report.stderr_truncated,
+            },
+            _ => ErrorBody {
+                error: &message,
+                kind: self.kind(),
+                stdout: None,
+                stderr: None,
+                traceback: None,
+                stdout_truncated: false,
+                stderr_truncated: false,
+            },
+        };
+        let mut response = json_response(self.status(), &body);
+        let headers = response.headers_mut();
+        match &self {
+            Self::Overloaded { retry_after } => {
+                headers.insert(RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
+            }
+            Self::Unavailable(_) => {
+                headers.insert(RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            Self::MethodNotAllowed { allow } => {
+                headers.insert(ALLOW, HeaderValue::from_static(allow));
+            }
+            Self::Unauthorized => {
+                headers.insert(hyper::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+/// A JSON answer with the given status.
+pub fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response<Full<Bytes>> {
+    // Serializing our own plain structs cannot fail; fall back to a fixed body.
+    let bytes = serde_json::to_vec(body)
+        .unwrap_or_else(|_| br#"{"error":"cannot encode the answer","kind":"internal"}"#.to_vec());
+    let mut response = Response::new(Full::new(Bytes::from(bytes)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+#[cfg(test)]
+#[path = "error_tests.rs"]
+mod tests;

@@ -1,0 +1,161 @@
+//! Validation of a `/execute` body into a [`Job`]: every message names the
+//! field at fault and what would be accepted.
+
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use super::error::ApiError;
+use crate::config::LimitsConfig;
+use crate::executor::Job;
+
+const FIELDS: [&str; 3] = ["script", "timeout", "memory"];
+
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn invalid(message: String) -> ApiError {
+    ApiError::InvalidRequest(message)
+}
+
+/// Parses and validates a request body.
+///
+/// # Errors
+/// `invalid_json` when the body does not parse, `invalid_request` when a
+/// field is missing, unknown, of the wrong type or out of range.
+pub fn parse_job(body: &[u8], limits: &LimitsConfig) -> Result<Job, ApiError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::InvalidJson(format!("request body is not valid JSON: {e}")))?;
+    let Value::Object(fields) = value else {
+        return Err(invalid(format!(
+            "request body must be a JSON object like {{\"script\": \"...\"}}, got {}",
+            type_name(&value)
+        )));
+    };
+    if let Some(unknown) = fields.keys().find(|key| !FIELDS.contains(&key.as_str())) {
+        return Err(invalid(format!("unknown field \"{unknown}\"; allowed fields: script, timeout, memory")));
+    }
+    Ok(Job {
+        script: script(&fields)?,
+        timeout: timeout(&fields, limits)?,
+        memory_bytes: memory_mib(&fields, limits)? * 1024 * 1024,
+        max_output_bytes: limits.max_output_bytes,
+        max_result_bytes: limits.max_result_bytes,
+    })
+}
+
+fn script(fields: &Map<String, Value>) -> Result<String, ApiError> {
+    match fields.get("script") {
+        None => Err(invalid("field \"script\" is required: the Python source defining main()".into())),
+        Some(Value::String(script)) if script.trim().is_empty() => {
+            Err(invalid("field \"script\" must not be empty".into()))
+        }
+        Some(Value::String(script)) => Ok(script.clone()),
+        Some(other) => Err(invalid(format!("field \"script\" must be a string, got {}", type_name(other)))),
+    }
+}
+
+fn timeout(fields: &Map<String, Value>, limits: &LimitsConfig) -> Result<Duration, ApiError> {
+    let max = limits.max_timeout.as_secs_f64();
+    let wrong = |got: String| {
+        invalid(format!("field \"timeout\" must be a number of seconds in (0, {max}], got {got}"))
+    };
+    match fields.get("timeout") {
+        None | Some(Value::Null) => Ok(limits.default_timeout),
+        Some(Value::Number(n)) => match n.as_f64() {
+            Some(secs) if secs.is_finite() && secs > 0.0 && secs <= max => Ok(Duration::from_secs_f64(secs)),
+            _ => Err(wrong(n.to_string())),
+        },
+        Some(other) => Err(wrong(type_name(other).into())),
+    }
+}
+
+fn memory_mib(fields: &Map<String, Value>, limits: &LimitsConfig) -> Result<u64, ApiError> {
+    let (min, max) = (limits.min_memory_mib, limits.max_memory_mib);
+    let wrong = |got: String| {
+        invalid(format!("field \"memory\" must be a whole number of MiB from {min} to {max}, got {got}"))
+    };
+    match fields.get("memory") {
+        None | Some(Value::Null) => Ok(limits.default_memory_mib),
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(mib) if (min..=max).contains(&mib) => Ok(mib),
+            _ => Err(wrong(n.to_string())),
+        },
+        Some(other) => Err(wrong(type_name(other).into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> LimitsConfig {
+        LimitsConfig {
+            default_timeout: Duration::from_secs(10),
+            max_timeout: Duration::from_secs(60),
+            default_memory_mib: 256,
+            min_memory_mib: 16,
+            max_memory_mib: 1024,
+            max_output_bytes: 1 << 20,
+            max_result_bytes: 4 << 20,
+        }
+    }
+
+    fn parse(body: &str) -> Result<Job, ApiError> {
+        parse_job(body.as_bytes(), &limits())
+    }
+
+    fn message(result: Result<Job, ApiError>) -> String {
+        match result {
+            Err(ApiError::InvalidRequest(message)) => message,
+            other => panic!("expected invalid_request, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn minimal_request_gets_defaults() {
+        let job = parse(r#"{"script": "def main(): return 1"}"#).expect("valid");
+        assert_eq!(job.timeout, Duration::from_secs(10));
+        assert_eq!(job.memory_bytes, 256 << 20);
+        assert_eq!(job.max_result_bytes, 4 << 20);
+    }
+
+    #[test]
+    fn explicit_limits_are_used() {
+        let job = parse(r#"{"script": "x", "timeout": 0.5, "memory": 64}"#).expect("valid");
+        assert_eq!(job.timeout, Duration::from_millis(500));
+        assert_eq!(job.memory_bytes, 64 << 20);
+        assert!(parse(r#"{"script": "x", "timeout": null, "memory": null}"#).is_ok());
+    }
+
+    #[test]
+    fn broken_json_is_invalid_json() {
+        assert!(matches!(parse("{\"script\": "), Err(ApiError::InvalidJson(_))));
+        assert!(matches!(parse(""), Err(ApiError::InvalidJson(_))));
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        assert!(message(parse("[]")).contains("JSON object"));
+        assert!(message(parse("{}")).contains("\"script\" is required"));
+        assert!(message(parse(r#"{"script": ""}"#)).contains("must not be empty"));
+        assert!(message(parse(r#"{"script": "  \n"}"#)).contains("must not be empty"));
+        assert!(message(parse(r#"{"script": 5}"#)).contains("must be a string, got a number"));
+        assert!(message(parse(r#"{"script": "x", "code": 1}"#)).contains("unknown field \"code\""));
+        assert!(message(parse(r#"{"script": "x", "timeout": 0}"#)).contains("\"timeout\""));
+        assert!(message(parse(r#"{"script": "x", "timeout": -1}"#)).contains("\"timeout\""));
+        assert!(message(parse(r#"{"script": "x", "timeout": 61}"#)).contains("(0, 60]"));
+        assert!(message(parse(r#"{"script": "x", "timeout": "5"}"#)).contains("got a string"));
+        assert!(message(parse(r#"{"script": "x", "memory": 8}"#)).contains("from 16 to 1024"));
+        assert!(message(parse(r#"{"script": "x", "memory": 2048}"#)).contains("\"memory\""));
+        assert!(message(parse(r#"{"script": "x", "memory": 64.5}"#)).contains("\"memory\""));
+    }
+}

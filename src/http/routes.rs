@@ -1,0 +1,242 @@
+//! Request routing and the handlers: `/execute`, `/health`, `/ready`,
+//! `/metrics`. Handlers talk to the executor and read the pool's readiness;
+//! they never see a worker or a pid.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use super::error::{json_response, output_text, ApiError};
+use super::request::parse_job;
+use crate::config::{HttpConfig, LimitsConfig};
+use crate::executor::{ExecuteError, Executor};
+use crate::metrics::Metrics;
+use crate::pool::WorkerPool;
+use crate::protocol::{Outcome, RunReport};
+
+/// Everything the handlers share.
+pub struct App {
+    /// Runs jobs.
+    pub executor: Executor,
+    /// For readiness and gauges only.
+    pub pool: WorkerPool,
+    /// Service metrics.
+    pub metrics: Metrics,
+    /// HTTP settings.
+    pub http: HttpConfig,
+    /// Request limits.
+    pub limits: LimitsConfig,
+    next_request: AtomicU64,
+    boot: u64,
+}
+
+impl App {
+    /// Handler state.
+    pub fn new(
+        executor: Executor,
+        pool: WorkerPool,
+        metrics: Metrics,
+        http: HttpConfig,
+        limits: LimitsConfig,
+    ) -> Self {
+        let boot = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() & 0xffff_ffff)
+            .unwrap_or(0);
+        Self { executor, pool, metrics, http, limits, next_request: AtomicU64::new(1), boot }
+    }
+
+    fn request_id(&self) -> String {
+        format!("{:08x}-{}", self.boot, self.next_request.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+/// Routes one request.
+pub async fn route(app: &App, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = request.uri().path();
+    let method = request.method().clone();
+    match (path, method) {
+        ("/execute", Method::POST) => execute(app, request).await,
+        ("/health", Method::GET | Method::HEAD) => json_response(StatusCode::OK, &Status { status: "ok" }),
+        ("/ready", Method::GET | Method::HEAD) => ready(app),
+        ("/metrics", Method::GET) => metrics(app),
+        (path, _) => {
+            let error = match path {
+                "/execute" => ApiError::MethodNotAllowed { allow: "POST" },
+                "/health" | "/ready" => ApiError::MethodNotAllowed { allow: "GET, HEAD" },
+                "/metrics" => ApiError::MethodNotAllowed { allow: "GET" },
+                _ => ApiError::NotFound,
+            };
+            app.metrics.request(error.kind());
+            error.into_response()
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Status {
+    status: &'static str,
+}
+
+fn ready(app: &App) -> Response<Full<Bytes>> {
+    if app.pool.is_ready() {
+        json_response(StatusCode::OK, &Status { status: "ready" })
+    } else {
+        json_response(StatusCode::SERVICE_UNAVAILABLE, &Status { status: "not ready" })
+    }
+}
+
+fn metrics(app: &App) -> Response<Full<Bytes>> {
+    app.pool.update_gauges();
+    let mut response = Response::new(Full::new(Bytes::from(app.metrics.encode())));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    response
+}
+
+#[derive(Serialize)]
+struct Success<'a> {
+    result: &'a RawValue,
+    stdout: String,
+    stderr: String,
+    duration_ms: f64,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    stdout_truncated: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    stderr_truncated: bool,
+}
+
+async fn execute(app: &App, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    let started = Instant::now();
+    app.metrics.in_flight.inc();
+    let request_id = app.request_id();
+    let (kind, mut response) = match handle_execute(app, request, &request_id).await {
+        Ok(response) => ("ok", response),
+        Err(error) => (error.kind(), error.into_response()),
+    };
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    app.metrics.request(kind);
+    app.metrics.request_duration.observe(started.elapsed().as_secs_f64());
+    app.metrics.in_flight.dec();
+    response
+}
+
+async fn handle_execute(
+    app: &App,
+    request: Request<Incoming>,
+    request_id: &str,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    authorize(app, &request)?;
+    let body = read_json_body(request, app.http.max_body_bytes).await?;
+    let job = parse_job(&body, &app.limits)?;
+    let report = app.executor.execute(job).await.map_err(|error| match error {
+        ExecuteError::Overloaded { retry_after } => ApiError::Overloaded { retry_after },
+        ExecuteError::Unavailable(why) => {
+            tracing::error!(request_id, error = %why, "sandbox unavailable");
+            ApiError::Unavailable(why)
+        }
+        ExecuteError::Internal(why) => {
+            tracing::error!(request_id, error = %why, "internal error");
+            ApiError::Internal { request_id: request_id.into() }
+        }
+    })?;
+    success(report, request_id)
+}
+
+fn success(report: RunReport, request_id: &str) -> Result<Response<Full<Bytes>>, ApiError> {
+    if report.outcome != Outcome::Ok {
+        return Err(ApiError::Script(Box::new(report)));
+    }
+    // The worker is untrusted: its JSON is checked, not just passed through.
+    let text = report.result.as_deref().and_then(|bytes| std::str::from_utf8(bytes).ok()).unwrap_or("");
+    let result: &RawValue = serde_json::from_str(text).map_err(|error| {
+        tracing::error!(request_id, error = %error, "worker sent a result that is not JSON");
+        ApiError::Internal { request_id: request_id.into() }
+    })?;
+    Ok(json_response(
+        StatusCode::OK,
+        &Success {
+            result,
+            stdout: output_text(&report.stdout),
+            stderr: output_text(&report.stderr),
+            duration_ms: report.duration_ms,
+            stdout_truncated: report.stdout_truncated,
+            stderr_truncated: report.stderr_truncated,
+        },
+    ))
+}
+
+fn authorize(app: &App, request: &Request<Incoming>) -> Result<(), ApiError> {
+    let Some(token) = &app.http.api_token else { return Ok(()) };
+    let presented = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if constant_time_eq(presented.as_bytes(), token.as_bytes()) {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized)
+    }
+}
+
+/// Compares without an early exit, so timing does not reveal the token.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn is_json(request: &Request<Incoming>) -> bool {
+    request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// Reads the body, refusing (without reading further) anything over `max`.
+async fn read_json_body(request: Request<Incoming>, max: u64) -> Result<Bytes, ApiError> {
+    if !is_json(&request) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let declared = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > max) {
+        return Err(ApiError::PayloadTooLarge { max });
+    }
+    let limit = usize::try_from(max).unwrap_or(usize::MAX);
+    match Limited::new(request.into_body(), limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            Err(ApiError::PayloadTooLarge { max })
+        }
+        Err(error) => Err(ApiError::InvalidJson(format!("could not read the request body: {error}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn token_comparison() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+        assert!(!constant_time_eq(b"", b"x"));
+    }
+}

@@ -1,0 +1,32 @@
+//! pyexec runs untrusted Python scripts over HTTP in warm, per-run isolated
+//! nsjail sandboxes.
+//!
+//! # Layout
+//!
+//! Data flows one way; nothing lower imports anything higher:
+//!
+//! ```text
+//! main -> http ----------> executor -> pool (lease) -> worker (nsjail + zygote) -> protocol
+//!      -> supervisor --------------------^  (warm-up to N, replaces broken workers)
+//! ```
+//!
+//! - [`config`]: flags and `PYEXEC_*` twins, validated before anything starts.
+//! - [`http`]: hyper front end, routes, the one `ApiError` -> response table.
+//! - [`executor`]: leases a worker, runs a job, turns worker failures into verdicts.
+//! - [`pool`]: the deadpool `Manager` of workers and the `Lease` requests hold.
+//! - [`supervisor`]: fail-closed preflight, warm-up, replacement with backoff, shutdown.
+//! - [`worker`]: one nsjail + zygote: spawning, the nsjail argv, cgroups, the conversation.
+//! - [`protocol`]: messages and length-prefixed MessagePack framing.
+//! - [`metrics`]: the Prometheus metrics on the service's own registry.
+//!
+//! The Python side (the zygote and the per-run isolation) lives in `worker/`
+//! at the repository root; `docs/internals.md` describes both halves.
+
+pub mod config;
+pub mod executor;
+pub mod http;
+pub mod metrics;
+pub mod pool;
+pub mod protocol;
+pub mod supervisor;
+pub mod worker;

@@ -1,0 +1,144 @@
+//! The `pyexec` binary: config -> tracing -> preflight -> serve -> signal -> drain.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use pyexec::config::{Config, Flags, LogFormat};
+use pyexec::executor::Executor;
+use pyexec::http::{self, App};
+use pyexec::metrics::Metrics;
+use pyexec::pool::WorkerPool;
+use pyexec::supervisor::Supervisor;
+use pyexec::worker::cgroup::CgroupPlan;
+
+/// sysexits.h: command-line usage error.
+const EX_USAGE: u8 = 64;
+/// sysexits.h: a required service (the sandbox) is unavailable.
+const EX_UNAVAILABLE: u8 = 69;
+
+fn main() -> ExitCode {
+    let config = match parse_config() {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    init_tracing(config.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("pyexec: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("pyexec: {error:#}");
+            ExitCode::from(EX_UNAVAILABLE)
+        }
+    }
+}
+
+/// Flags and their validation; a bad value is one line and exit 64.
+fn parse_config() -> Result<Config, ExitCode> {
+    let flags = match Flags::try_parse() {
+        Ok(flags) => flags,
+        Err(error) if !error.use_stderr() => {
+            // --help and --version.
+            let _ = error.print();
+            return Err(ExitCode::SUCCESS);
+        }
+        Err(error) => {
+            let rendered = error.to_string();
+            let line = rendered.lines().next().unwrap_or("invalid command line");
+            eprintln!("pyexec: {}", line.trim_start_matches("error: "));
+            return Err(ExitCode::from(EX_USAGE));
+        }
+    };
+    flags.validate().map_err(|error| {
+        eprintln!("pyexec: {error}");
+        ExitCode::from(EX_USAGE)
+    })
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PYEXEC_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn check_paths(config: &Config) -> anyhow::Result<()> {
+    let sandbox = &config.sandbox;
+    let zygote = sandbox.worker_dir.join("zygote.py");
+    for (path, what, hint) in [
+        (&sandbox.nsjail, "nsjail", "run scripts/install.sh or pass --nsjail"),
+        (&sandbox.python, "the sandbox Python", "run scripts/install.sh or pass --sandbox-python"),
+        (&zygote, "the worker code (zygote.py)", "run scripts/install.sh or pass --worker-dir"),
+    ] {
+        anyhow::ensure!(path.exists(), "{what} not found at {}; {hint}", path.display());
+    }
+    Ok(())
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    check_paths(&config)?;
+    let cgroup = CgroupPlan::detect(config.sandbox.cgroup, std::path::Path::new("/sys/fs/cgroup"))?;
+    let registry = prometheus::Registry::new();
+    let metrics = Metrics::register(&registry)?;
+    let (pool, repairs) =
+        WorkerPool::new(config.pool.clone(), config.sandbox.clone(), cgroup.clone(), metrics.clone())
+            .context("cannot build the worker pool")?;
+
+    // Fail closed: no sandbox, no service.
+    let first = Supervisor::preflight(&pool).await.context("the sandbox cannot start")?;
+    tracing::info!(
+        cgroup = cgroup.label(),
+        python = %first.info().python,
+        numpy = %first.info().numpy,
+        pandas = %first.info().pandas,
+        "sandbox preflight passed"
+    );
+
+    let listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.http.listen))?;
+    let address = listener.local_addr().context("listener has no address")?;
+    // Tests and scripts read this line to find the port.
+    println!("pyexec listening on http://{address}");
+    tracing::info!(%address, workers = config.pool.workers, "serving");
+
+    let supervisor = Supervisor::start(pool.clone(), first, repairs);
+    let executor = Executor::new(pool.clone(), metrics.clone());
+    let app = Arc::new(App::new(executor, pool.clone(), metrics, config.http.clone(), config.limits.clone()));
+    let draining = pool.clone();
+    let drained = http::serve(listener, app, async move {
+        shutdown_signal().await;
+        draining.start_draining();
+    })
+    .await;
+    if !drained {
+        tracing::warn!("shutdown deadline passed with requests still in flight");
+    }
+    supervisor.shutdown().await;
+    tracing::info!("bye");
+    Ok(())
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}

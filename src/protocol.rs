@@ -1,0 +1,263 @@
+//! The supervisor <-> zygote protocol: typed messages and their framing.
+//!
+//! Frames are a `u32` big-endian length followed by a MessagePack map
+//! (`rmp-serde` with named fields, matching Python's `msgpack`). The field
+//! order is part of the protocol and pinned by the golden files in
+//! `tests/golden/`. Everything decoded here comes from a sandbox and is
+//! untrusted: the length is checked against the maximum before anything is
+//! allocated, and any malformed frame is a [`ProtocolError`], never a panic.
+//!
+//! This module knows nothing of processes, pools or HTTP.
+
+use bytes::{Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
+use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
+
+/// Version the zygote must announce in its `ready` message.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// A message from the supervisor to a zygote.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ToWorker {
+    /// Run one script in a fresh isolated child.
+    Run(RunRequest),
+    /// Health probe; the zygote answers `pong` with the same id.
+    Ping {
+        /// Echoed back.
+        id: u64,
+    },
+}
+
+/// A script and the limits it runs under.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRequest {
+    /// Correlates the result with the request.
+    pub id: u64,
+    /// The user's Python source.
+    pub script: String,
+    /// Wall-clock limit, enforced by the zygote (and, with grace, by us).
+    pub timeout_ms: u64,
+    /// Memory the run may allocate on top of the warm interpreter.
+    pub memory_bytes: u64,
+    /// Most stdout (and, separately, stderr) kept.
+    pub max_output_bytes: u64,
+    /// Largest serialized result.
+    pub max_result_bytes: u64,
+}
+
+/// A message from a zygote to the supervisor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum FromWorker {
+    /// The zygote is warm and its first isolated spare exists.
+    Ready(ReadyInfo),
+    /// The zygote cannot go on (e.g. namespaces cannot be created).
+    Fatal {
+        /// What failed, for the operator.
+        error: String,
+    },
+    /// Answer to `ping`.
+    Pong {
+        /// The ping's id.
+        id: u64,
+    },
+    /// The verdict of one run.
+    Result(RunReport),
+}
+
+/// What a zygote tells about itself once warm.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReadyInfo {
+    /// Must equal [`PROTOCOL_VERSION`].
+    pub version: u32,
+    /// The zygote's pid inside its jail.
+    pub pid: i64,
+    /// Python version of the sandbox.
+    pub python: String,
+    /// numpy version.
+    pub numpy: String,
+    /// pandas version.
+    pub pandas: String,
+}
+
+/// How a run ended, as the zygote saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// main() returned a JSON value.
+    Ok,
+    /// The script does not compile.
+    SyntaxError,
+    /// No callable `main` after the script ran.
+    MissingMain,
+    /// An uncaught exception (including `SystemExit`).
+    RuntimeError,
+    /// main() returned something that is not JSON.
+    ResultNotJson,
+    /// The serialized result is over the limit.
+    ResultTooLarge,
+    /// The run hit its wall-clock (or CPU) limit.
+    Timeout,
+    /// The run hit its memory limit.
+    MemoryLimit,
+    /// The run died by a signal or exited without a result.
+    Killed,
+}
+
+/// The zygote's report of one run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunReport {
+    /// The request's id.
+    pub id: u64,
+    /// The verdict.
+    pub outcome: Outcome,
+    /// UTF-8 JSON text of main()'s value, when `outcome` is `ok`.
+    #[serde(with = "serde_bytes")]
+    pub result: Option<Vec<u8>>,
+    /// Human-readable error message.
+    pub error: Option<String>,
+    /// The user's traceback, for runtime errors.
+    pub traceback: Option<String>,
+    /// Captured fd 1, already cut at the limit.
+    #[serde(with = "serde_bytes")]
+    pub stdout: Vec<u8>,
+    /// Captured fd 2, already cut at the limit.
+    #[serde(with = "serde_bytes")]
+    pub stderr: Vec<u8>,
+    /// Whether stdout was cut.
+    pub stdout_truncated: bool,
+    /// Whether stderr was cut.
+    pub stderr_truncated: bool,
+    /// Run time measured by the zygote.
+    pub duration_ms: f64,
+}
+
+impl FromWorker {
+    /// The message's `type` tag, for error messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Ready(_) => "ready",
+            Self::Fatal { .. } => "fatal",
+            Self::Pong { .. } => "pong",
+            Self::Result(_) => "result",
+        }
+    }
+}
+
+/// Why a frame could not be sent or understood.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    /// The socket failed.
+    #[error("control socket I/O failed: {0}")]
+    Io(#[from] std::io::Error),
+    /// The peer announced a frame over the maximum.
+    #[error("frame of {got} bytes exceeds the {max}-byte maximum")]
+    FrameTooLarge {
+        /// Announced length.
+        got: u64,
+        /// Configured maximum.
+        max: u64,
+    },
+    /// The body is not a message we know.
+    #[error("undecodable frame: {0}")]
+    Decode(#[from] rmp_serde::decode::Error),
+    /// We could not encode a message (a bug).
+    #[error("cannot encode frame: {0}")]
+    Encode(#[from] rmp_serde::encode::Error),
+    /// The peer closed the socket.
+    #[error("the worker closed its control socket")]
+    Closed,
+    /// A valid message, but not the one the conversation needs now.
+    #[error("expected a {expected} message, got {got}")]
+    Unexpected {
+        /// What we waited for.
+        expected: &'static str,
+        /// What came.
+        got: String,
+    },
+    /// The zygote speaks another protocol version.
+    #[error("worker speaks protocol version {got}, this service speaks {expected}")]
+    Version {
+        /// Ours.
+        expected: u32,
+        /// Theirs.
+        got: u32,
+    },
+}
+
+/// Length-prefixed MessagePack framing with a hard maximum.
+#[derive(Debug)]
+pub struct FrameCodec {
+    inner: LengthDelimitedCodec,
+    max: u64,
+}
+
+impl FrameCodec {
+    /// A codec that refuses frames over `max_frame_bytes` in both directions.
+    pub fn new(max_frame_bytes: u64) -> Self {
+        let max_len = usize::try_from(max_frame_bytes).unwrap_or(usize::MAX);
+        let inner = LengthDelimitedCodec::builder()
+            .big_endian()
+            .length_field_length(4)
+            .max_frame_length(max_len)
+            .new_codec();
+        Self { inner, max: max_frame_bytes }
+    }
+
+    fn announced_len(src: &BytesMut) -> Option<u64> {
+        let head: [u8; 4] = src.get(..4)?.try_into().ok()?;
+        Some(u64::from(u32::from_be_bytes(head)))
+    }
+}
+
+impl Decoder for FrameCodec {
+    type Item = FromWorker;
+    type Error = ProtocolError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<FromWorker>, ProtocolError> {
+        // Checked here (not only in the inner codec) so the error names the
+        // sizes; nothing is allocated for an oversized frame.
+        if let Some(got) = Self::announced_len(src) {
+            if got > self.max {
+                return Err(ProtocolError::FrameTooLarge { got, max: self.max });
+            }
+        }
+        match self.inner.decode(src)? {
+            Some(body) => Ok(Some(rmp_serde::from_slice(&body)?)),
+            None => Ok(None),
+        }
+    }
+}
+
+impl Encoder<&ToWorker> for FrameCodec {
+    type Error = ProtocolError;
+
+    fn encode(&mut self, msg: &ToWorker, dst: &mut BytesMut) -> Result<(), ProtocolError> {
+        let body = rmp_serde::to_vec_named(msg)?;
+        let got = body.len() as u64;
+        if got > self.max {
+            return Err(ProtocolError::FrameTooLarge { got, max: self.max });
+        }
+        self.inner.encode(Bytes::from(body), dst)?;
+        Ok(())
+    }
+}
+
+/// Encodes any message as one complete frame (used by tests and tools).
+///
+/// # Errors
+/// When the message cannot be serialized.
+pub fn encode_frame<T: Serialize>(msg: &T) -> Result<Vec<u8>, ProtocolError> {
+    let body = rmp_serde::to_vec_named(msg)?;
+    let len = u32::try_from(body.len())
+        .map_err(|_| ProtocolError::FrameTooLarge { got: body.len() as u64, max: u64::from(u32::MAX) })?;
+    let mut frame = Vec::with_capacity(4 + body.len());
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.extend_from_slice(&body);
+    Ok(frame)
+}
+
+#[cfg(test)]
+#[path = "protocol_tests.rs"]
+mod tests;

@@ -1,0 +1,212 @@
+//! The cgroup backstop of each worker: detection of v1 or v2 at start-up,
+//! the nsjail flags for each, and reading a worker's OOM-kill counter so a
+//! run killed by the cgroup OOM killer gets the `memory_limit` verdict.
+//!
+//! Per-run memory is capped by `RLIMIT_AS` inside the jail (see the README);
+//! the cgroup caps the whole worker, so a run that forks many children still
+//! cannot take the host's memory. Paths follow nsjail's own layout:
+//! v1 `<mount>/<parent>/NSJAIL.<pid>`, v2 `<mount>/NSJAIL.<pid>`, where pid
+//! is the jailed process's host pid.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use crate::config::CgroupMode;
+
+/// Name of our parent cgroup under each v1 controller mount.
+pub const V1_PARENT: &str = "pyexec";
+
+/// Which cgroup hierarchy the workers use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CgroupPlan {
+    /// No cgroup: rlimits only.
+    Off,
+    /// cgroup v1 controllers.
+    V1 {
+        /// Memory controller mount.
+        memory_root: PathBuf,
+        /// Pids controller mount.
+        pids_root: PathBuf,
+    },
+    /// cgroup v2 unified hierarchy.
+    V2 {
+        /// The unified mount.
+        root: PathBuf,
+    },
+}
+
+/// Why the requested cgroup mode cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    /// The mode was forced but its hierarchy is missing.
+    #[error("--cgroup {mode} requested but {path} does not exist; use --cgroup auto or off")]
+    Missing {
+        /// The requested mode.
+        mode: &'static str,
+        /// What we looked for.
+        path: PathBuf,
+    },
+    /// Our parent cgroup cannot be created (not root?).
+    #[error("cannot create cgroup {path}: {source}; run as root or use --cgroup off")]
+    Create {
+        /// The directory.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+impl CgroupPlan {
+    /// Chooses the hierarchy under `fs_root` (normally `/sys/fs/cgroup`) and
+    /// creates the v1 parent cgroups nsjail expects to exist.
+    ///
+    /// # Errors
+    /// A forced mode whose hierarchy is missing, or an uncreatable parent.
+    pub fn detect(mode: CgroupMode, fs_root: &Path) -> Result<Self, CgroupError> {
+        let v2 = fs_root.join("cgroup.controllers");
+        let v1_memory = fs_root.join("memory");
+        let v1_pids = fs_root.join("pids");
+        let has_v1 =
+            v1_memory.join("memory.limit_in_bytes").exists() && v1_pids.join("cgroup.procs").exists();
+        let plan = match mode {
+            CgroupMode::Off => Self::Off,
+            CgroupMode::V2 if !v2.exists() => return Err(CgroupError::Missing { mode: "v2", path: v2 }),
+            CgroupMode::V1 if !has_v1 => return Err(CgroupError::Missing { mode: "v1", path: v1_memory }),
+            CgroupMode::V2 => Self::V2 { root: fs_root.to_path_buf() },
+            CgroupMode::Auto if v2.exists() => Self::V2 { root: fs_root.to_path_buf() },
+            CgroupMode::V1 | CgroupMode::Auto if has_v1 => {
+                Self::V1 { memory_root: v1_memory, pids_root: v1_pids }
+            }
+            CgroupMode::Auto | CgroupMode::V1 => Self::Off,
+        };
+        if let Self::V1 { memory_root, pids_root } = &plan {
+            for root in [memory_root, pids_root] {
+                let parent = root.join(V1_PARENT);
+                std::fs::create_dir_all(&parent)
+                    .map_err(|source| CgroupError::Create { path: parent, source })?;
+            }
+        }
+        Ok(plan)
+    }
+
+    /// A short name for logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::V1 { .. } => "v1",
+            Self::V2 { .. } => "v2",
+        }
+    }
+
+    /// nsjail flags that put a worker in its own cgroup with these caps.
+    pub fn nsjail_flags(&self, memory_bytes: u64, pids: u64) -> Vec<OsString> {
+        let mut flags: Vec<String> = Vec::new();
+        match self {
+            Self::Off => {}
+            Self::V1 { memory_root, pids_root } => {
+                flags.extend([
+                    "--cgroup_mem_max".into(),
+                    memory_bytes.to_string(),
+                    "--cgroup_mem_mount".into(),
+                    memory_root.display().to_string(),
+                    "--cgroup_mem_parent".into(),
+                    V1_PARENT.into(),
+                    "--cgroup_pids_max".into(),
+                    pids.to_string(),
+                    "--cgroup_pids_mount".into(),
+                    pids_root.display().to_string(),
+                    "--cgroup_pids_parent".into(),
+                    V1_PARENT.into(),
+                ]);
+            }
+            Self::V2 { root } => {
+                flags.extend([
+                    "--use_cgroupv2".into(),
+                    "--cgroupv2_mount".into(),
+                    root.display().to_string(),
+                    "--cgroup_mem_max".into(),
+                    memory_bytes.to_string(),
+                    // No swap either, so the memory cap is a real cap.
+                    "--cgroup_mem_swap_max".into(),
+                    "0".into(),
+                    "--cgroup_pids_max".into(),
+                    pids.to_string(),
+                ]);
+            }
+        }
+        flags.into_iter().map(OsString::from).collect()
+    }
+
+    /// The file holding the OOM-kill counter of the worker whose jailed
+    /// process has host pid `pid`.
+    pub fn oom_events_file(&self, pid: u32) -> Option<PathBuf> {
+        let leaf = format!("NSJAIL.{pid}");
+        match self {
+            Self::Off => None,
+            Self::V1 { memory_root, .. } => {
+                Some(memory_root.join(V1_PARENT).join(leaf).join("memory.oom_control"))
+            }
+            Self::V2 { root } => Some(root.join(leaf).join("memory.events")),
+        }
+    }
+}
+
+/// The `oom_kill N` counter of a v1 `memory.oom_control` or v2
+/// `memory.events` file.
+pub fn parse_oom_kills(text: &str) -> Option<u64> {
+    text.lines().find_map(|line| line.strip_prefix("oom_kill ")).and_then(|n| n.trim().parse().ok())
+}
+
+/// Reads the OOM-kill counter; `None` when there is no cgroup or it vanished.
+pub fn read_oom_kills(file: &Path) -> Option<u64> {
+    std::fs::read_to_string(file).ok().as_deref().and_then(parse_oom_kills)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_v1_and_v2_counters() {
+        assert_eq!(parse_oom_kills("oom_kill_disable 0\nunder_oom 0\noom_kill 3\n"), Some(3));
+        assert_eq!(parse_oom_kills("low 0\nhigh 0\nmax 5\noom 2\noom_kill 2\noom_group_kill 0\n"), Some(2));
+        assert_eq!(parse_oom_kills("oom_kill_disable 0\n"), None);
+    }
+
+    #[test]
+    fn auto_prefers_v2_then_v1_then_off() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert_eq!(CgroupPlan::detect(CgroupMode::Auto, dir.path()).expect("off"), CgroupPlan::Off);
+
+        std::fs::create_dir_all(dir.path().join("memory")).expect("mkdir");
+        std::fs::create_dir_all(dir.path().join("pids")).expect("mkdir");
+        std::fs::write(dir.path().join("memory/memory.limit_in_bytes"), "max").expect("write");
+        std::fs::write(dir.path().join("pids/cgroup.procs"), "").expect("write");
+        let v1 = CgroupPlan::detect(CgroupMode::Auto, dir.path()).expect("v1");
+        assert_eq!(v1.label(), "v1");
+        assert!(dir.path().join("memory/pyexec").is_dir(), "v1 parent created for nsjail");
+
+        std::fs::write(dir.path().join("cgroup.controllers"), "memory pids").expect("write");
+        assert_eq!(CgroupPlan::detect(CgroupMode::Auto, dir.path()).expect("v2").label(), "v2");
+    }
+
+    #[test]
+    fn forced_mode_without_hierarchy_is_an_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = CgroupPlan::detect(CgroupMode::V2, dir.path()).expect_err("no v2");
+        assert!(err.to_string().contains("--cgroup v2 requested"));
+        assert!(CgroupPlan::detect(CgroupMode::V1, dir.path()).is_err());
+    }
+
+    #[test]
+    fn oom_files_follow_nsjail_layout() {
+        let v1 = CgroupPlan::V1 { memory_root: "/cg/memory".into(), pids_root: "/cg/pids".into() };
+        assert_eq!(
+            v1.oom_events_file(42),
+            Some(PathBuf::from("/cg/memory/pyexec/NSJAIL.42/memory.oom_control"))
+        );
+        let v2 = CgroupPlan::V2 { root: "/sys/fs/cgroup".into() };
+        assert_eq!(v2.oom_events_file(42), Some(PathBuf::from("/sys/fs/cgroup/NSJAIL.42/memory.events")));
+        assert_eq!(CgroupPlan::Off.oom_events_file(42), None);
+    }
+}

@@ -1,0 +1,350 @@
+//! One worker: an nsjail process running a warm Python zygote, and the typed
+//! conversation with it over its control socket.
+//!
+//! A `Worker` starts, waits for `ready`, runs scripts one at a time, and
+//! knows whether it is still healthy. It never sees HTTP; it does not decide
+//! when it is replaced (the pool and supervisor do).
+
+pub mod cgroup;
+pub mod nsjail;
+mod spawn;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::UnixStream;
+use tokio::process::Child;
+use tokio_util::codec::Framed;
+
+use crate::config::SandboxConfig;
+use crate::protocol::PROTOCOL_VERSION;
+use crate::protocol::{
+    FrameCodec, FromWorker, Outcome, ProtocolError, ReadyInfo, RunReport, RunRequest, ToWorker,
+};
+use cgroup::CgroupPlan;
+pub use spawn::StderrTail;
+
+/// How long past a run's own timeout the zygote may take to report before
+/// the whole worker is killed. The zygote enforces the timeout itself; this
+/// only catches a wedged zygote.
+pub const RUN_GRACE: Duration = Duration::from_secs(2);
+
+/// Why a worker was taken out of service (or returned to it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecycleReason {
+    /// A run finished and the worker went back to the pool.
+    RunFinished,
+    /// The zygote did not report within the deadline.
+    Timeout,
+    /// The worker's cgroup OOM killer hit the zygote.
+    MemoryLimit,
+    /// The worker process died or closed its socket.
+    Crash,
+    /// The worker sent something the protocol does not allow.
+    ProtocolError,
+    /// A worker could not be started.
+    StartupFailure,
+}
+
+impl RecycleReason {
+    /// Every reason, for pre-registering metric labels.
+    pub const ALL: [Self; 6] = [
+        Self::RunFinished,
+        Self::Timeout,
+        Self::MemoryLimit,
+        Self::Crash,
+        Self::ProtocolError,
+        Self::StartupFailure,
+    ];
+
+    /// The metrics label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::RunFinished => "run_finished",
+            Self::Timeout => "timeout",
+            Self::MemoryLimit => "memory_limit",
+            Self::Crash => "crash",
+            Self::ProtocolError => "protocol_error",
+            Self::StartupFailure => "startup_failure",
+        }
+    }
+}
+
+/// What went wrong with a worker.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// nsjail could not be executed.
+    #[error("cannot start {program}: {source}")]
+    Spawn {
+        /// The program we tried.
+        program: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The jail exited before the zygote said ready.
+    #[error("worker {worker} exited before it was ready ({status}); its last messages: {stderr}")]
+    ExitedBeforeReady {
+        /// Worker id.
+        worker: u64,
+        /// Exit status as text.
+        status: String,
+        /// The last lines of its stderr.
+        stderr: String,
+    },
+    /// The zygote reported that it cannot work.
+    #[error("worker {worker} cannot run scripts: {error}")]
+    Fatal {
+        /// Worker id.
+        worker: u64,
+        /// The zygote's explanation.
+        error: String,
+    },
+    /// The zygote took too long to import numpy and pandas.
+    #[error("worker {worker} was not ready after {after:?}; its last messages: {stderr}")]
+    StartTimeout {
+        /// Worker id.
+        worker: u64,
+        /// The limit.
+        after: Duration,
+        /// The last lines of its stderr.
+        stderr: String,
+    },
+    /// The zygote broke the protocol.
+    #[error("worker {worker} broke the protocol: {source}")]
+    Protocol {
+        /// Worker id.
+        worker: u64,
+        /// What was wrong.
+        source: ProtocolError,
+    },
+    /// The zygote did not report a run within its deadline plus grace.
+    #[error("worker {worker} did not report within {after:?}")]
+    Unresponsive {
+        /// Worker id.
+        worker: u64,
+        /// The deadline.
+        after: Duration,
+    },
+    /// The worker process died during a conversation.
+    #[error("worker {worker} died: {stderr}")]
+    Crashed {
+        /// Worker id.
+        worker: u64,
+        /// The last lines of its stderr.
+        stderr: String,
+    },
+}
+
+impl WorkerError {
+    /// The metrics reason when this error takes a worker out of service.
+    pub fn reason(&self) -> RecycleReason {
+        match self {
+            Self::Spawn { .. }
+            | Self::ExitedBeforeReady { .. }
+            | Self::Fatal { .. }
+            | Self::StartTimeout { .. } => RecycleReason::StartupFailure,
+            Self::Protocol { .. } => RecycleReason::ProtocolError,
+            Self::Unresponsive { .. } => RecycleReason::Timeout,
+            Self::Crashed { .. } => RecycleReason::Crash,
+        }
+    }
+}
+
+/// One run's inputs, as the pool hands them to a worker.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The user's script.
+    pub script: String,
+    /// Wall-clock limit.
+    pub timeout: Duration,
+    /// Memory the run may allocate on top of the warm interpreter.
+    pub memory_bytes: u64,
+    /// Most stdout/stderr kept.
+    pub max_output_bytes: u64,
+    /// Largest serialized result.
+    pub max_result_bytes: u64,
+}
+
+/// A live, ready worker.
+pub struct Worker {
+    id: u64,
+    child: Child,
+    io: Framed<UnixStream, FrameCodec>,
+    stderr: StderrTail,
+    info: ReadyInfo,
+    oom_file: Option<PathBuf>,
+    next_run: u64,
+    in_run: bool,
+    broken: Option<RecycleReason>,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker").field("id", &self.id).field("pid", &self.child.id()).finish()
+    }
+}
+
+impl Worker {
+    /// Starts a jail and waits until its zygote is warm.
+    ///
+    /// # Errors
+    /// Any [`WorkerError`] of the start-up family: the process cannot start,
+    /// exits, reports `fatal`, speaks another version, or is too slow.
+    pub async fn start(id: u64, cfg: &SandboxConfig, cgroup: &CgroupPlan) -> Result<Self, WorkerError> {
+        let spawned = spawn::spawn(id, &nsjail::render(cfg, cgroup))?;
+        let mut io = Framed::new(spawned.control, FrameCodec::new(cfg.max_frame_bytes));
+        let mut child = spawned.child;
+        let stderr = spawned.stderr;
+        let first = tokio::time::timeout(cfg.start_timeout, io.next()).await;
+        let info = match first {
+            Err(_) => {
+                return Err(WorkerError::StartTimeout {
+                    worker: id,
+                    after: cfg.start_timeout,
+                    stderr: stderr.joined(),
+                })
+            }
+            Ok(Some(Ok(FromWorker::Ready(info)))) if info.version == PROTOCOL_VERSION => info,
+            Ok(Some(Ok(FromWorker::Ready(info)))) => {
+                let source = ProtocolError::Version { expected: PROTOCOL_VERSION, got: info.version };
+                return Err(WorkerError::Protocol { worker: id, source });
+            }
+            Ok(Some(Ok(FromWorker::Fatal { error }))) => {
+                return Err(WorkerError::Fatal { worker: id, error })
+            }
+            Ok(Some(Ok(other))) => {
+                let source = ProtocolError::Unexpected { expected: "ready", got: other.kind().into() };
+                return Err(WorkerError::Protocol { worker: id, source });
+            }
+            Ok(Some(Err(source))) => return Err(WorkerError::Protocol { worker: id, source }),
+            Ok(None) => {
+                // Give stderr a moment to drain so the message says why.
+                let status = tokio::time::timeout(Duration::from_secs(2), child.wait()).await;
+                let status = match status {
+                    Ok(Ok(status)) => status.to_string(),
+                    _ => "still running, socket closed".into(),
+                };
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                return Err(WorkerError::ExitedBeforeReady { worker: id, status, stderr: stderr.joined() });
+            }
+        };
+        let oom_file = child.id().and_then(jailed_pid).and_then(|pid| cgroup.oom_events_file(pid));
+        Ok(Self { id, child, io, stderr, info, oom_file, next_run: 1, in_run: false, broken: None })
+    }
+
+    /// The worker's id (unique for the life of the service).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// What the zygote said about itself.
+    pub fn info(&self) -> &ReadyInfo {
+        &self.info
+    }
+
+    /// Why the worker must not be reused, if it must not.
+    pub fn broken(&self) -> Option<RecycleReason> {
+        self.broken
+    }
+
+    /// Whether the worker may serve another run.
+    pub fn is_healthy(&mut self) -> bool {
+        // A run abandoned half-way (its future dropped) leaves an answer in
+        // flight that would be read as the next run's: never reuse that.
+        self.broken.is_none() && !self.in_run && matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Runs one script and returns the zygote's report. A run that fails
+    /// (timeout, memory, crash inside the run) is still `Ok`: the verdict is in
+    /// the report. `Err` means the *worker* failed; it is then marked broken.
+    ///
+    /// # Errors
+    /// [`WorkerError::Unresponsive`], [`WorkerError::Crashed`] or
+    /// [`WorkerError::Protocol`].
+    pub async fn run(&mut self, job: &Job) -> Result<RunReport, WorkerError> {
+        let id = self.next_run;
+        self.next_run += 1;
+        let request = ToWorker::Run(RunRequest {
+            id,
+            script: job.script.clone(),
+            timeout_ms: u64::try_from(job.timeout.as_millis()).unwrap_or(u64::MAX),
+            memory_bytes: job.memory_bytes,
+            max_output_bytes: job.max_output_bytes,
+            max_result_bytes: job.max_result_bytes,
+        });
+        let oom_before = self.oom_kills();
+        let deadline = job.timeout + RUN_GRACE;
+        self.in_run = true;
+        let answer = tokio::time::timeout(deadline, async {
+            self.io.send(&request).await?;
+            self.io.next().await.ok_or(ProtocolError::Closed)?
+        })
+        .await;
+        self.in_run = false;
+        let mut report = match answer {
+            Err(_) => return Err(self.fail(WorkerError::Unresponsive { worker: self.id, after: deadline })),
+            Ok(Ok(FromWorker::Result(report))) if report.id == id => report,
+            Ok(Ok(other)) => {
+                let got = match &other {
+                    FromWorker::Result(r) => format!("result for run {} (expected {id})", r.id),
+                    other => other.kind().to_string(),
+                };
+                let source = ProtocolError::Unexpected { expected: "result", got };
+                return Err(self.fail(WorkerError::Protocol { worker: self.id, source }));
+            }
+            Ok(Err(ProtocolError::Closed | ProtocolError::Io(_))) => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let crashed = WorkerError::Crashed { worker: self.id, stderr: self.stderr.joined() };
+                return Err(self.fail(crashed));
+            }
+            Ok(Err(source)) => return Err(self.fail(WorkerError::Protocol { worker: self.id, source })),
+        };
+        // The cgroup OOM killer sends SIGKILL, which the zygote can only
+        // report as `killed`; the counter tells the two apart.
+        if report.outcome == Outcome::Killed && self.oom_kills() > oom_before {
+            report.outcome = Outcome::MemoryLimit;
+            report.error = Some("the run exceeded the worker's memory limit and was killed".into());
+        }
+        Ok(report)
+    }
+
+    fn fail(&mut self, error: WorkerError) -> WorkerError {
+        self.broken = Some(error.reason());
+        error
+    }
+
+    fn oom_kills(&self) -> u64 {
+        self.oom_file.as_deref().and_then(cgroup::read_oom_kills).unwrap_or(0)
+    }
+
+    /// Stops the worker: closes its socket (the zygote exits on EOF and nsjail
+    /// cleans up its cgroup), then kills it if it lingers. Always reaps.
+    pub async fn shutdown(mut self, grace: Duration) {
+        let _ = self.io.close().await;
+        drop(self.io);
+        if tokio::time::timeout(grace, self.child.wait()).await.is_err() {
+            // ESRCH (already gone) is fine: kill_on_drop and the reaper do the rest.
+            let _ = self.child.start_kill();
+            let _ = self.child.wait().await;
+        }
+    }
+
+    /// Sends SIGKILL to the jail now; reaping happens in [`Worker::kill`].
+    pub fn kill_now(&mut self) {
+        // ESRCH (already gone) is fine.
+        let _ = self.child.start_kill();
+    }
+
+    /// Kills the worker at once (used when it is wedged) and reaps it.
+    pub async fn kill(mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+}
+
+/// The host pid of nsjail's jailed child (the zygote), which names its cgroup.
+fn jailed_pid(nsjail_pid: u32) -> Option<u32> {
+    let children = std::fs::read_to_string(format!("/proc/{nsjail_pid}/task/{nsjail_pid}/children")).ok()?;
+    children.split_whitespace().next()?.parse().ok()
+}

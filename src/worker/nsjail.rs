@@ -1,0 +1,204 @@
+//! Renders the nsjail command line of one worker: a pure function of the
+//! sandbox config, asserted as data in the tests below.
+//!
+//! Every choice here is a sandbox-boundary decision; each carries a
+//! `SECURITY:` note saying what it stops. The per-run namespaces, mounts and
+//! rlimits are set inside the jail by the zygote (see `worker/`).
+
+use std::ffi::OsString;
+use std::path::Path;
+
+use super::cgroup::CgroupPlan;
+use crate::config::SandboxConfig;
+
+/// Where `worker_dir` appears inside the jail.
+pub const JAIL_WORKER_DIR: &str = "/pyexec/worker";
+/// The fd number the control socket gets in the zygote.
+pub const CONTROL_FD: i32 = 3;
+
+fn venv_root(python: &Path) -> &Path {
+    // <venv>/bin/python3 -> <venv>
+    python.parent().and_then(Path::parent).unwrap_or(Path::new("/"))
+}
+
+/// The full argv (program first) that starts one worker.
+pub fn render(cfg: &SandboxConfig, cgroup: &CgroupPlan) -> Vec<OsString> {
+    let venv = venv_root(&cfg.python);
+    let uid = cfg.uid;
+    let mut argv: Vec<OsString> = Vec::with_capacity(96);
+    let mut push = |items: &[&str]| argv.extend(items.iter().map(OsString::from));
+
+    push(&["--mode", "o", "--quiet", "--hostname", "pyexec"]);
+    // SECURITY: the jail runs as an unprivileged host uid. The explicit
+    // inside:outside:count form matters: a bare `--user N` maps to host root.
+    let ids = format!("{uid}:{uid}:1");
+    push(&["--user", &ids, "--group", &ids]);
+    // nsjail's own 600 s default would kill a long-lived worker; the
+    // supervisor enforces every run deadline instead.
+    push(&["--time_limit", "0"]);
+    // The zygote writes uid maps and mounts a fresh /proc for each run; that
+    // needs a writable /proc in the jail. The runs get their own read-only one.
+    push(&["--proc_rw"]);
+    // Jail-wide rlimits stay high because a process can lower but never raise
+    // a hard limit: each run lowers them for itself.
+    push(&["--rlimit_as", "inf", "--rlimit_cpu", "inf", "--rlimit_fsize", "inf"]);
+    push(&["--rlimit_nofile", "1024", "--rlimit_nproc", "soft", "--rlimit_stack", "soft"]);
+    argv.extend(cgroup.nsjail_flags(cfg.worker_memory_bytes, cfg.max_processes.saturating_mul(4) + 16));
+    let mut push = |items: &[&str]| argv.extend(items.iter().map(OsString::from));
+    // SECURITY: the jail sees a minimal read-only tree: /usr (with the usrmerge
+    // symlinks), the venv and the worker code. No /etc (so no host users, no
+    // Kubernetes-injected hosts/resolv.conf to write), no /home, /root, /var.
+    push(&["--tmpfsmount", "/tmp"]);
+    push(&["-R", "/usr", "-s", "usr/bin:/bin", "-s", "usr/lib:/lib", "-s", "usr/lib64:/lib64"]);
+    let venv_mount = venv.display().to_string();
+    let worker_mount = format!("{}:{JAIL_WORKER_DIR}", cfg.worker_dir.display());
+    push(&["-R", &venv_mount, "-R", &worker_mount]);
+    push(&["-R", "/dev/null", "-R", "/dev/zero", "-R", "/dev/urandom", "-R", "/dev/random"]);
+    let control_fd = CONTROL_FD.to_string();
+    push(&["--pass_fd", &control_fd]);
+    // SECURITY: a small fixed environment; nothing of the service's own
+    // environment (tokens, cloud credentials) reaches the jail.
+    let path = format!("PATH={}/bin:/usr/bin:/bin", venv.display());
+    for var in [
+        path.as_str(),
+        "HOME=/tmp",
+        "LANG=C.UTF-8",
+        "TMPDIR=/tmp",
+        "OPENBLAS_NUM_THREADS=1",
+        "OMP_NUM_THREADS=1",
+        "MKL_NUM_THREADS=1",
+        "PYTHONDONTWRITEBYTECODE=1",
+    ] {
+        push(&["-E", var]);
+    }
+    push(&["--cwd", "/", "--"]);
+    let python = cfg.python.display().to_string();
+    let zygote = format!("{JAIL_WORKER_DIR}/zygote.py");
+    // -E: ignore PYTHON* variables; -s: no user site; -B: no .pyc writes.
+    push(&[&python, "-E", "-s", "-B", &zygote]);
+    let numbers = [
+        ("--control-fd", u64::from(CONTROL_FD.unsigned_abs())),
+        ("--max-frame-bytes", cfg.max_frame_bytes),
+        ("--tmp-size-bytes", cfg.tmp_size_bytes),
+        ("--max-processes", cfg.max_processes),
+        ("--max-open-files", cfg.max_open_files),
+        ("--max-file-size-bytes", cfg.max_file_size_bytes),
+    ];
+    for (flag, value) in numbers {
+        argv.push(flag.into());
+        argv.push(value.to_string().into());
+    }
+    let mut full = vec![cfg.nsjail.clone().into_os_string()];
+    full.extend(argv);
+    full
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::CgroupMode;
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    fn sandbox() -> SandboxConfig {
+        SandboxConfig {
+            nsjail: PathBuf::from("/opt/pyexec/bin/nsjail"),
+            python: PathBuf::from("/opt/pyexec/venv/bin/python3"),
+            worker_dir: PathBuf::from("/opt/pyexec/worker"),
+            cgroup: CgroupMode::Off,
+            tmp_size_bytes: 64 << 20,
+            max_processes: 32,
+            max_open_files: 256,
+            max_file_size_bytes: 16 << 20,
+            uid: 99999,
+            max_frame_bytes: 7 << 20,
+            worker_memory_bytes: 1 << 30,
+            start_timeout: Duration::from_secs(30),
+        }
+    }
+
+    fn rendered(plan: &CgroupPlan) -> Vec<String> {
+        render(&sandbox(), plan).into_iter().map(|s| s.to_string_lossy().into_owned()).collect()
+    }
+
+    fn has_pair(argv: &[String], flag: &str, value: &str) -> bool {
+        argv.windows(2).any(|w| w[0] == flag && w[1] == value)
+    }
+
+    #[test]
+    fn maps_an_explicit_unprivileged_uid() {
+        let argv = rendered(&CgroupPlan::Off);
+        assert_eq!(argv[0], "/opt/pyexec/bin/nsjail");
+        assert!(has_pair(&argv, "--user", "99999:99999:1"));
+        assert!(has_pair(&argv, "--group", "99999:99999:1"));
+        assert!(has_pair(&argv, "--time_limit", "0"));
+        assert!(has_pair(&argv, "--pass_fd", "3"));
+    }
+
+    #[test]
+    fn mounts_only_usr_venv_worker_and_devices() {
+        let argv = rendered(&CgroupPlan::Off);
+        let mounts: Vec<&str> = argv.windows(2).filter(|w| w[0] == "-R").map(|w| w[1].as_str()).collect();
+        assert_eq!(
+            mounts,
+            [
+                "/usr",
+                "/opt/pyexec/venv",
+                "/opt/pyexec/worker:/pyexec/worker",
+                "/dev/null",
+                "/dev/zero",
+                "/dev/urandom",
+                "/dev/random"
+            ]
+        );
+        assert!(!argv.iter().any(|a| a.contains("/etc")));
+        assert!(has_pair(&argv, "--tmpfsmount", "/tmp"));
+    }
+
+    #[test]
+    fn environment_is_fixed_and_small() {
+        let argv = rendered(&CgroupPlan::Off);
+        let env: Vec<&str> = argv.windows(2).filter(|w| w[0] == "-E").map(|w| w[1].as_str()).collect();
+        assert_eq!(env[0], "PATH=/opt/pyexec/venv/bin:/usr/bin:/bin");
+        assert!(env.contains(&"OPENBLAS_NUM_THREADS=1"));
+        assert_eq!(env.len(), 8);
+    }
+
+    #[test]
+    fn zygote_command_comes_last_with_its_limits() {
+        let argv = rendered(&CgroupPlan::Off);
+        let dashdash = argv.iter().position(|a| a == "--").expect("has --");
+        assert_eq!(
+            &argv[dashdash + 1..dashdash + 6],
+            ["/opt/pyexec/venv/bin/python3", "-E", "-s", "-B", "/pyexec/worker/zygote.py"]
+        );
+        let tail = &argv[dashdash..];
+        assert!(has_pair(tail, "--control-fd", "3"));
+        assert!(has_pair(tail, "--max-frame-bytes", &(7u64 << 20).to_string()));
+        assert!(has_pair(tail, "--tmp-size-bytes", &(64u64 << 20).to_string()));
+        assert!(has_pair(tail, "--max-processes", "32"));
+        assert!(has_pair(tail, "--max-open-files", "256"));
+    }
+
+    #[test]
+    fn cgroup_v1_flags_name_the_parent_and_limits() {
+        let plan = CgroupPlan::V1 {
+            memory_root: PathBuf::from("/sys/fs/cgroup/memory"),
+            pids_root: PathBuf::from("/sys/fs/cgroup/pids"),
+        };
+        let argv = rendered(&plan);
+        assert!(has_pair(&argv, "--cgroup_mem_max", &(1u64 << 30).to_string()));
+        assert!(has_pair(&argv, "--cgroup_mem_parent", "pyexec"));
+        assert!(has_pair(&argv, "--cgroup_pids_max", "144"));
+        assert!(!argv.contains(&"--use_cgroupv2".to_string()));
+    }
+
+    #[test]
+    fn cgroup_v2_uses_the_unified_mount() {
+        let argv = rendered(&CgroupPlan::V2 { root: PathBuf::from("/sys/fs/cgroup") });
+        assert!(argv.contains(&"--use_cgroupv2".to_string()));
+        assert!(has_pair(&argv, "--cgroupv2_mount", "/sys/fs/cgroup"));
+        assert!(has_pair(&argv, "--cgroup_mem_max", &(1u64 << 30).to_string()));
+        assert!(!argv.iter().any(|a| a == "--cgroup_mem_parent"));
+    }
+}
