@@ -352,7 +352,7 @@ mod tests {
 
     #[test]
     fn rejects_non_finite_and_negative_durations() {
-        assert_eq!(parse(&["--queue-timeout-secs", "-1"]).expect_err("neg").flag, "queue-timeout-secs");
+        assert_eq!(parse(&["--queue-timeout-secs=-1"]).expect_err("neg").flag, "queue-timeout-secs");
         assert_eq!(parse(&["--queue-timeout-secs", "NaN"]).expect_err("nan").flag, "queue-timeout-secs");
     }
 

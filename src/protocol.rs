@@ -11,7 +11,7 @@
 
 use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
-use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
+use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec, LengthDelimitedCodecError};
 
 /// Version the zygote must announce in its `ready` message.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -151,11 +151,9 @@ pub enum ProtocolError {
     /// The socket failed.
     #[error("control socket I/O failed: {0}")]
     Io(#[from] std::io::Error),
-    /// The peer announced a frame over the maximum.
-    #[error("frame of {got} bytes exceeds the {max}-byte maximum")]
+    /// A frame over the maximum (announced by the peer, or ours to send).
+    #[error("frame exceeds the {max}-byte maximum")]
     FrameTooLarge {
-        /// Announced length.
-        got: u64,
         /// Configured maximum.
         max: u64,
     },
@@ -205,10 +203,6 @@ impl FrameCodec {
         Self { inner, max: max_frame_bytes }
     }
 
-    fn announced_len(src: &BytesMut) -> Option<u64> {
-        let head: [u8; 4] = src.get(..4)?.try_into().ok()?;
-        Some(u64::from(u32::from_be_bytes(head)))
-    }
 }
 
 impl Decoder for FrameCodec {
@@ -216,16 +210,15 @@ impl Decoder for FrameCodec {
     type Error = ProtocolError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<FromWorker>, ProtocolError> {
-        // Checked here (not only in the inner codec) so the error names the
-        // sizes; nothing is allocated for an oversized frame.
-        if let Some(got) = Self::announced_len(src) {
-            if got > self.max {
-                return Err(ProtocolError::FrameTooLarge { got, max: self.max });
+        // The inner codec checks the announced length against the maximum
+        // before reserving anything for the body.
+        match self.inner.decode(src) {
+            Ok(Some(body)) => Ok(Some(rmp_serde::from_slice(&body)?)),
+            Ok(None) => Ok(None),
+            Err(error) if error.get_ref().is_some_and(|e| e.is::<LengthDelimitedCodecError>()) => {
+                Err(ProtocolError::FrameTooLarge { max: self.max })
             }
-        }
-        match self.inner.decode(src)? {
-            Some(body) => Ok(Some(rmp_serde::from_slice(&body)?)),
-            None => Ok(None),
+            Err(error) => Err(ProtocolError::Io(error)),
         }
     }
 }
@@ -235,9 +228,8 @@ impl Encoder<&ToWorker> for FrameCodec {
 
     fn encode(&mut self, msg: &ToWorker, dst: &mut BytesMut) -> Result<(), ProtocolError> {
         let body = rmp_serde::to_vec_named(msg)?;
-        let got = body.len() as u64;
-        if got > self.max {
-            return Err(ProtocolError::FrameTooLarge { got, max: self.max });
+        if body.len() as u64 > self.max {
+            return Err(ProtocolError::FrameTooLarge { max: self.max });
         }
         self.inner.encode(Bytes::from(body), dst)?;
         Ok(())
@@ -251,7 +243,7 @@ impl Encoder<&ToWorker> for FrameCodec {
 pub fn encode_frame<T: Serialize>(msg: &T) -> Result<Vec<u8>, ProtocolError> {
     let body = rmp_serde::to_vec_named(msg)?;
     let len = u32::try_from(body.len())
-        .map_err(|_| ProtocolError::FrameTooLarge { got: body.len() as u64, max: u64::from(u32::MAX) })?;
+        .map_err(|_| ProtocolError::FrameTooLarge { max: u64::from(u32::MAX) })?;
     let mut frame = Vec::with_capacity(4 + body.len());
     frame.extend_from_slice(&len.to_be_bytes());
     frame.extend_from_slice(&body);

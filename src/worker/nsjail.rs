@@ -158,7 +158,8 @@ mod tests {
     #[test]
     fn environment_is_fixed_and_small() {
         let argv = rendered(&CgroupPlan::Off);
-        let env: Vec<&str> = argv.windows(2).filter(|w| w[0] == "-E").map(|w| w[1].as_str()).collect();
+        let jail_flags = &argv[..argv.iter().position(|a| a == "--").expect("has --")];
+        let env: Vec<&str> = jail_flags.windows(2).filter(|w| w[0] == "-E").map(|w| w[1].as_str()).collect();
         assert_eq!(env[0], "PATH=/opt/pyexec/venv/bin:/usr/bin:/bin");
         assert!(env.contains(&"OPENBLAS_NUM_THREADS=1"));
         assert_eq!(env.len(), 8);
