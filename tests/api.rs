@@ -1,0 +1,200 @@
+//! The HTTP contract, row by row, against the real binary.
+
+mod common;
+
+use common::Service;
+use serde_json::json;
+
+#[tokio::test]
+async fn health_ready_and_metrics_answer() {
+    let service = Service::start(&[]).await;
+    let health = service.client.get(service.url("/health")).send().await.expect("health");
+    assert_eq!(health.status(), 200);
+    let ready = service.client.get(service.url("/ready")).send().await.expect("ready");
+    assert_eq!(ready.status(), 200);
+    let metrics = service.client.get(service.url("/metrics")).send().await.expect("metrics");
+    assert_eq!(metrics.status(), 200);
+    assert!(metrics.text().await.expect("text").contains("pyexec_requests_total"));
+}
+
+#[tokio::test]
+async fn success_has_result_stdout_stderr_and_duration() {
+    let service = Service::start(&[]).await;
+    let body = service
+        .ok("import sys\ndef main():\n    print('to out')\n    print('to err', file=sys.stderr)\n    return {'sum': 2 + 2}")
+        .await;
+    assert_eq!(body["result"], json!({"sum": 4}));
+    assert_eq!(body["stdout"], "to out\n");
+    assert_eq!(body["stderr"], "to err\n");
+    assert!(body["duration_ms"].as_f64().expect("duration") > 0.0);
+    assert!(body.get("stdout_truncated").is_none());
+}
+
+#[tokio::test]
+async fn client_errors_are_4xx_with_kinds() {
+    let service = Service::start(&[]).await;
+    let post = |body: &'static str, content_type: &'static str| {
+        service.client.post(service.url("/execute")).header("content-type", content_type).body(body).send()
+    };
+    let kind = |response: reqwest::Response| async move {
+        let status = response.status().as_u16();
+        let body: serde_json::Value = response.json().await.expect("JSON error body");
+        (status, body["kind"].as_str().expect("kind").to_string(), body["error"].as_str().expect("error").to_string())
+    };
+
+    let (status, k, _) = kind(post("{\"script\": ", "application/json").await.expect("send")).await;
+    assert_eq!((status, k.as_str()), (400, "invalid_json"));
+
+    for (body, field) in [
+        ("{}", "script"),
+        ("{\"script\": \"\"}", "script"),
+        ("{\"script\": 42}", "script"),
+        ("{\"script\": \"x\", \"extra\": 1}", "extra"),
+        ("{\"script\": \"x\", \"timeout\": -1}", "timeout"),
+        ("{\"script\": \"x\", \"timeout\": 100000}", "timeout"),
+        ("{\"script\": \"x\", \"memory\": 1}", "memory"),
+    ] {
+        let (status, k, message) = kind(post(body, "application/json").await.expect("send")).await;
+        assert_eq!((status, k.as_str()), (400, "invalid_request"), "{body}");
+        assert!(message.contains(field), "{message} should name {field}");
+    }
+
+    let (status, k, _) = kind(post("{\"script\": \"x\"}", "text/plain").await.expect("send")).await;
+    assert_eq!((status, k.as_str()), (415, "unsupported_media_type"));
+    let (status, k, _) = kind(post("{\"script\": \"x\"}", "application/json; charset=utf-8").await.expect("send")).await;
+    assert_ne!(k, "unsupported_media_type", "parameters on the media type are fine ({status})");
+
+    let response = service.client.get(service.url("/nope")).send().await.expect("send");
+    let (status, k, _) = kind(response).await;
+    assert_eq!((status, k.as_str()), (404, "not_found"));
+
+    let response = service.client.get(service.url("/execute")).send().await.expect("send");
+    assert_eq!(response.headers()["allow"], "POST");
+    let (status, k, _) = kind(response).await;
+    assert_eq!((status, k.as_str()), (405, "method_not_allowed"));
+}
+
+#[tokio::test]
+async fn oversized_body_is_413() {
+    let service = Service::start(&["--max-body-bytes", "1024"]).await;
+    let script = format!("def main():\n    return '{}'", "x".repeat(2000));
+    let (status, body) = service.run(&script).await;
+    assert_eq!(status, 413);
+    assert_eq!(body["kind"], "payload_too_large");
+
+    // Without a Content-Length (chunked), the limit still holds.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..8).map(|_| Ok(vec![b' '; 512])).collect();
+    let response = service
+        .client
+        .post(service.url("/execute"))
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), 413);
+    // And the service still serves.
+    service.ok("def main():\n    return 1").await;
+}
+
+#[tokio::test]
+async fn api_token_is_required_when_configured() {
+    let service = Service::start_with_env(&[], &[("PYEXEC_API_TOKEN", "s3cret")]).await;
+    let send = |auth: Option<&'static str>| {
+        let mut request = service.client.post(service.url("/execute")).json(&json!({"script": "def main():\n    return 7"}));
+        if let Some(auth) = auth {
+            request = request.header("authorization", auth);
+        }
+        request.send()
+    };
+    let missing = send(None).await.expect("send");
+    assert_eq!(missing.status(), 401);
+    let body: serde_json::Value = missing.json().await.expect("json");
+    assert_eq!(body["kind"], "unauthorized");
+    assert_eq!(send(Some("Bearer wrong")).await.expect("send").status(), 401);
+    let good = send(Some("Bearer s3cret")).await.expect("send");
+    assert_eq!(good.status(), 200);
+    let body: serde_json::Value = good.json().await.expect("json");
+    assert_eq!(body["result"], 7);
+    // Probes stay open for the orchestrator.
+    assert_eq!(service.client.get(service.url("/health")).send().await.expect("send").status(), 200);
+}
+
+#[tokio::test]
+async fn script_verdicts_are_422_with_kinds() {
+    let service = Service::start(&[]).await;
+
+    let (status, body) = service.run("def main(:\n    return 1").await;
+    assert_eq!((status, body["kind"].as_str()), (422, Some("syntax_error")));
+    assert!(body["error"].as_str().expect("error").contains("line 1"), "{body}");
+
+    let (status, body) = service.run("x = 1").await;
+    assert_eq!((status, body["kind"].as_str()), (422, Some("missing_main")));
+    let (status, body) = service.run("main = 5").await;
+    assert_eq!((status, body["kind"].as_str()), (422, Some("missing_main")));
+
+    let (status, body) = service.run("def helper():\n    return 1 / 0\n\ndef main():\n    print('before')\n    return helper()").await;
+    assert_eq!((status, body["kind"].as_str()), (422, Some("runtime_error")));
+    let traceback = body["traceback"].as_str().expect("traceback");
+    assert!(traceback.contains("line 2") && traceback.contains("line 6"), "{traceback}");
+    assert!(traceback.contains("ZeroDivisionError"), "{traceback}");
+    assert!(!traceback.contains("pyexec_worker") && !traceback.contains("/pyexec/"), "no service frames: {traceback}");
+    assert_eq!(body["stdout"], "before\n");
+
+    let (status, body) = service.run("import sys\ndef main():\n    sys.exit(3)").await;
+    assert_eq!((status, body["kind"].as_str()), (422, Some("runtime_error")), "SystemExit: {body}");
+
+    let (status, body) = service.run("raise ValueError('at import')\ndef main():\n    return 1").await;
+    assert_eq!((status, body["kind"].as_str()), (422, Some("runtime_error")), "{body}");
+}
+
+#[tokio::test]
+async fn results_must_be_json() {
+    let service = Service::start(&[]).await;
+    for (script, hint) in [
+        ("def main():\n    return {1, 2}", "set"),
+        ("def main():\n    return b'raw'", "bytes"),
+        ("def main():\n    return float('nan')", "NaN"),
+        ("import pandas as pd\ndef main():\n    return pd.DataFrame({'a': [1]})", "to_dict"),
+        ("def main():\n    return object()", "object"),
+    ] {
+        let (status, body) = service.run(script).await;
+        assert_eq!((status, body["kind"].as_str()), (422, Some("result_not_json")), "{script}: {body}");
+        let message = body["error"].as_str().expect("error");
+        assert!(message.contains(hint), "{message} should mention {hint}");
+    }
+
+    let body = service
+        .ok("import numpy as np\ndef main():\n    return {'i': np.int64(3), 'f': np.float32(0.5), 'b': np.bool_(True), 'a': np.arange(4).reshape(2, 2)}")
+        .await;
+    assert_eq!(body["result"], json!({"i": 3, "f": 0.5, "b": true, "a": [[0, 1], [2, 3]]}));
+
+    let body = service.ok("def main():\n    return '{\"not\": \"parsed\"}'").await;
+    assert_eq!(body["result"], "{\"not\": \"parsed\"}", "a str stays a JSON string");
+    let body = service.ok("def main():\n    return None").await;
+    assert!(body["result"].is_null());
+    let body = service.ok("def main():\n    return [1, 'two', 3.5, False, None, {'n': (1, 2)}]").await;
+    assert_eq!(body["result"], json!([1, "two", 3.5, false, null, {"n": [1, 2]}]));
+}
+
+#[tokio::test]
+async fn oversized_result_is_422() {
+    let service = Service::start(&["--max-result-bytes", "1000000"]).await;
+    let (status, body) = service.run("def main():\n    return 'x' * 2_000_000").await;
+    assert_eq!((status, body["kind"].as_str()), (422, Some("result_too_large")), "{body}");
+    service.ok("def main():\n    return 'x' * 1000").await;
+}
+
+#[tokio::test]
+async fn runs_that_die_are_killed() {
+    let service = Service::start(&[]).await;
+    for script in [
+        "import os\ndef main():\n    print('going')\n    os._exit(3)",
+        "import os, signal\ndef main():\n    os.kill(os.getpid(), signal.SIGKILL)\n    return 'survived'",
+        "import ctypes\ndef main():\n    return ctypes.string_at(0)",
+    ] {
+        let (status, body) = service.run(script).await;
+        assert_eq!((status, body["kind"].as_str()), (422, Some("killed")), "{script}: {body}");
+        service.ok("def main():\n    return 1").await;
+    }
+}

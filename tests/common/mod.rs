@@ -1,0 +1,168 @@
+//! Starts the real `pyexec` binary (real nsjail, real Python) on
+//! `127.0.0.1:0` and talks HTTP to it.
+//!
+//! The worker code under test is the repository's own `worker/`, copied to a
+//! world-readable temporary directory (the jail's unprivileged uid must be
+//! able to read it). The sandbox venv and nsjail come from `scripts/install.sh`
+//! (`/opt/pyexec`), or from `PYEXEC_SANDBOX_PYTHON` / `PYEXEC_NSJAIL`.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+pub struct Service {
+    pub child: Child,
+    pub base: String,
+    pub client: reqwest::Client,
+    _worker_dir: tempfile::TempDir,
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    for entry in std::fs::read_dir(from).expect("read worker dir") {
+        let entry = entry.expect("entry");
+        let name = entry.file_name();
+        if name == "__pycache__" || name == "tests" {
+            continue;
+        }
+        let target = to.join(&name);
+        if entry.file_type().expect("type").is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        }
+    }
+}
+
+/// A world-readable copy of the repository's worker/ directory.
+pub fn worker_copy() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new().prefix("pyexec-worker-").tempdir_in("/tmp").expect("tempdir");
+    let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("worker");
+    copy_tree(&source, dir.path());
+    dir
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_pyexec")
+}
+
+impl Service {
+    /// Starts pyexec with 2 workers plus `args`, waits until /ready.
+    pub async fn start(args: &[&str]) -> Self {
+        Self::start_with_env(args, &[]).await
+    }
+
+    pub async fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
+        let worker_dir = worker_copy();
+        let mut command = Command::new(binary());
+        command
+            .args(["--listen", "127.0.0.1:0", "--workers", "2"])
+            .arg("--worker-dir")
+            .arg(worker_dir.path())
+            .args(args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(if std::env::var_os("PYEXEC_TEST_LOGS").is_some() { Stdio::inherit() } else { Stdio::null() });
+        let mut child = command.spawn().expect("start pyexec");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            for _ in lines {}
+        });
+        let line = rx.recv_timeout(Duration::from_secs(90)).expect("pyexec printed its address");
+        let base = line.strip_prefix("pyexec listening on ").expect("address line").to_string();
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(120)).build().expect("client");
+        let service = Self { child, base, client, _worker_dir: worker_dir };
+        service.wait_ready(Duration::from_secs(90)).await;
+        service
+    }
+
+    pub async fn wait_ready(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(response) = self.client.get(format!("{}/ready", self.base)).send().await {
+                if response.status() == 200 {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "pyexec did not become ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// POSTs a JSON body to /execute; returns status and parsed body.
+    pub async fn execute_body(&self, body: Value) -> (u16, Value) {
+        let response = self.client.post(self.url("/execute")).json(&body).send().await.expect("request");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        let value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("non-JSON answer {status}: {e}: {text}"));
+        (status, value)
+    }
+
+    pub async fn run(&self, script: &str) -> (u16, Value) {
+        self.execute_body(json!({ "script": script })).await
+    }
+
+    /// Runs a script that must succeed; returns its result.
+    pub async fn ok(&self, script: &str) -> Value {
+        let (status, body) = self.run(script).await;
+        assert_eq!(status, 200, "expected success, got {body}");
+        body
+    }
+
+    pub async fn metrics(&self) -> String {
+        self.client.get(self.url("/metrics")).send().await.expect("metrics").text().await.expect("text")
+    }
+
+    pub fn pid(&self) -> i32 {
+        i32::try_from(self.child.id()).expect("pid fits")
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY-free: kill(2) through the std Command of the `kill` binary.
+        let status = Command::new("kill").arg(format!("-{signal}")).arg(self.child.id().to_string()).status();
+        assert!(status.expect("kill ran").success());
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The value of one sample line in Prometheus text, e.g.
+/// `pyexec_requests_total{kind="ok"}`.
+pub fn sample(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0.0)
+}

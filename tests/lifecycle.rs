@@ -1,0 +1,132 @@
+//! Start-up, configuration errors, worker replacement and graceful shutdown.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{binary, sample, worker_copy, Service};
+use serde_json::json;
+
+fn run_binary(args: &[&str]) -> (i32, String) {
+    let worker = worker_copy();
+    let output = Command::new(binary())
+        .args(["--listen", "127.0.0.1:0", "--workers", "1", "--worker-dir"])
+        .arg(worker.path())
+        .args(args)
+        .output()
+        .expect("run pyexec");
+    (output.status.code().unwrap_or(-1), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+#[test]
+fn bad_flags_exit_64_with_one_line_naming_the_flag() {
+    for (args, flag) in [
+        (&["--workers", "0"][..], "--workers"),
+        (&["--listen", "not-an-address"][..], "--listen"),
+        (&["--default-timeout-secs", "90", "--max-timeout-secs", "60"][..], "--default-timeout-secs"),
+        (&["--cgroup", "v7"][..], "--cgroup"),
+    ] {
+        let (code, stderr) = run_binary(args);
+        assert_eq!(code, 64, "{args:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+        assert!(stderr.contains(flag), "{stderr} should name {flag}");
+    }
+}
+
+#[test]
+fn refuses_to_start_without_a_working_sandbox() {
+    let (code, stderr) = run_binary(&["--sandbox-python", "/nonexistent/python3"]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("sandbox Python not found at /nonexistent/python3"), "{stderr}");
+
+    // nsjail that cannot create anything: the zygote never becomes ready.
+    let (code, stderr) = run_binary(&["--nsjail", "/bin/false"]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("the sandbox cannot start"), "{stderr}");
+    assert!(!stderr.contains("listening"), "never serves unsandboxed");
+}
+
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+        .flat_map(|list| list.split_whitespace().filter_map(|p| p.parse().ok()).collect::<Vec<u32>>())
+        .collect()
+}
+
+fn signal(pid: u32, name: &str) {
+    let _ = Command::new("kill").arg(format!("-{name}")).arg(pid.to_string()).status();
+}
+
+#[tokio::test]
+async fn a_wedged_worker_is_killed_and_replaced() {
+    let service = Service::start(&["--workers", "1"]).await;
+    let jails = children(service.child.id());
+    assert_eq!(jails.len(), 1, "one nsjail per worker");
+    let zygote = children(jails[0]);
+    assert!(!zygote.is_empty(), "nsjail runs the zygote");
+    // Freeze the zygote: it cannot report, so the supervisor must give up on
+    // it after the run's timeout plus grace, answer `timeout`, and replace it.
+    signal(zygote[0], "STOP");
+    let started = Instant::now();
+    let (status, body) = service.execute_body(json!({"script": "def main():\n    return 1", "timeout": 0.5})).await;
+    assert_eq!((status, body["kind"].as_str()), (422, Some("timeout")), "{body}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    service.wait_ready(Duration::from_secs(30)).await;
+    assert_eq!(service.ok("def main():\n    return 'replaced'").await["result"], "replaced");
+    let metrics = service.metrics().await;
+    assert_eq!(sample(&metrics, "pyexec_worker_recycles_total{reason=\"timeout\"}"), 1.0);
+    assert_eq!(sample(&metrics, "pyexec_worker_spawns_total"), 2.0);
+    assert!(!children(service.child.id()).contains(&jails[0]), "the old jail is gone");
+}
+
+#[tokio::test]
+async fn a_worker_that_dies_while_idle_is_replaced() {
+    let service = Service::start(&["--workers", "1"]).await;
+    let jails = children(service.child.id());
+    signal(jails[0], "KILL");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(service.ok("def main():\n    return 'fresh'").await["result"], "fresh");
+    let metrics = service.metrics().await;
+    assert_eq!(sample(&metrics, "pyexec_worker_recycles_total{reason=\"crash\"}"), 1.0);
+}
+
+#[tokio::test]
+async fn sigterm_drains_in_flight_and_queued_requests_then_exits_zero() {
+    let mut service = Service::start(&["--workers", "2", "--queue-timeout-secs", "10"]).await;
+    let mut requests = Vec::new();
+    for i in 0..5u64 {
+        let client = service.client.clone();
+        let url = service.url("/execute");
+        requests.push(tokio::spawn(async move {
+            let script = format!("import time\ndef main():\n    time.sleep(0.8)\n    return {i}");
+            let response = client.post(url).json(&json!({"script": script})).send().await.expect("answered");
+            (i, response.status().as_u16(), response.json::<serde_json::Value>().await.expect("json"))
+        }));
+    }
+    // Two run, three wait in the queue when SIGTERM arrives.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    service.signal(15);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let ready = service.client.get(service.url("/ready")).send().await;
+    if let Ok(ready) = ready {
+        assert_eq!(ready.status(), 503, "draining is not ready");
+    }
+    for request in requests {
+        let (i, status, body) = request.await.expect("task");
+        assert_eq!(status, 200, "request {i}: {body}");
+        assert_eq!(body["result"], i);
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = service.child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "pyexec did not exit after draining");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "exit status {status}");
+    assert!(children(service.child.id()).is_empty());
+}

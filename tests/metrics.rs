@@ -1,0 +1,45 @@
+//! /metrics moves by exactly what was sent.
+
+mod common;
+
+use common::{sample, Service};
+use serde_json::json;
+
+#[tokio::test]
+async fn counters_and_histograms_move_by_exactly_the_traffic() {
+    let service = Service::start(&[]).await;
+    let before = service.metrics().await;
+    assert_eq!(sample(&before, "pyexec_pool_size"), 2.0);
+    assert_eq!(sample(&before, "pyexec_worker_spawns_total"), 2.0);
+    assert_eq!(sample(&before, "pyexec_workers{state=\"idle\"}"), 2.0);
+    assert_eq!(sample(&before, "pyexec_requests_total{kind=\"ok\"}"), 0.0);
+
+    for _ in 0..3 {
+        service.ok("def main():\n    return 1").await;
+    }
+    for _ in 0..2 {
+        let (status, _) = service.run("def main():\n    raise KeyError('x')").await;
+        assert_eq!(status, 422);
+    }
+    let (status, _) = service.execute_body(json!({"script": "import time\ndef main():\n    time.sleep(5)", "timeout": 0.3})).await;
+    assert_eq!(status, 422);
+    let (status, _) = service.run("").await;
+    assert_eq!(status, 400);
+
+    let after = service.metrics().await;
+    assert_eq!(sample(&after, "pyexec_requests_total{kind=\"ok\"}"), 3.0);
+    assert_eq!(sample(&after, "pyexec_requests_total{kind=\"runtime_error\"}"), 2.0);
+    assert_eq!(sample(&after, "pyexec_requests_total{kind=\"timeout\"}"), 1.0);
+    assert_eq!(sample(&after, "pyexec_requests_total{kind=\"invalid_request\"}"), 1.0);
+    assert_eq!(sample(&after, "pyexec_request_duration_seconds_count"), 7.0);
+    assert_eq!(sample(&after, "pyexec_queue_wait_seconds_count"), 6.0, "invalid requests never queue");
+    assert_eq!(sample(&after, "pyexec_run_duration_seconds_count"), 6.0);
+    assert!(sample(&after, "pyexec_run_duration_seconds_sum") >= 0.3);
+    assert_eq!(sample(&after, "pyexec_worker_recycles_total{reason=\"run_finished\"}"), 6.0);
+    assert_eq!(sample(&after, "pyexec_worker_spawns_total"), 2.0, "a run timeout does not cost a worker");
+    assert_eq!(sample(&after, "pyexec_worker_start_duration_seconds_count"), 2.0);
+    assert_eq!(sample(&after, "pyexec_in_flight_requests"), 0.0);
+    assert_eq!(sample(&after, "pyexec_queue_length"), 0.0);
+    assert!(sample(&after, "process_resident_memory_bytes") > 0.0);
+    assert_eq!(sample(&after, "pyexec_build_info{version=\"0.1.0\"}"), 1.0);
+}

@@ -1,0 +1,18 @@
+"""pyexec worker: the zygote and the per-run sandbox logic that live inside nsjail.
+
+Layout (data flows one way, top to bottom):
+
+- ``serve``       the zygote's main loop: control socket, one run at a time.
+- ``forkserver``  a pristine child of the zygote that forks every spare, so no
+                  run ever inherits memory that held an earlier run's data.
+- ``spare``       one pre-forked, isolated run: init (pid 1) + runner (pid 2).
+- ``isolation``   namespace, mount, rlimit and capability steps (via ``libc``).
+- ``runner``      inside the run: compile, exec, call ``main()``, report.
+- ``session``     zygote side of one run: hand-off, capture, deadline, verdict.
+- ``protocol``    supervisor <-> zygote frames (u32 BE length + msgpack).
+- ``capture``, ``jsonify``, ``tracebacks``, ``config``: helpers.
+
+Nothing here imports service (Rust) code or reads the service's environment.
+"""
+
+PROTOCOL_VERSION = 1

@@ -1,0 +1,92 @@
+"""The fork server: a pristine copy of the warm zygote that forks spares.
+
+Owns: a child of the zygote forked right after the imports, before the
+zygote has read a single request, that creates every spare and passes the
+zygote its pipe ends (SCM_RIGHTS). Must not: receive or hold any request,
+script, output or result, or the control socket.
+
+SECURITY: a fork copies the parent's whole heap, including freed memory
+that is never zeroed. If the zygote itself forked spares, run N+1 could
+scan its own memory for run N's script, output or result. The fork server
+never sees such data, so there is nothing of another run to find.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import sys
+
+from . import spare
+from .config import ZygoteConfig
+
+_MAX_ERROR = 2000
+
+
+class ForkServerError(Exception):
+    """The fork server could not make a spare, or is gone."""
+
+
+class ForkServer:
+    """Zygote-side handle: ``request()`` returns the pipe ends of a new spare."""
+
+    def __init__(self, cfg: ZygoteConfig, control: socket.socket) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            # SECURITY: the fork server never holds the control socket.
+            control.detach()
+            os.close(cfg.control_fd)
+            ours.close()
+            code = 1
+            try:
+                _serve(cfg, theirs)
+                code = 0
+            finally:
+                os._exit(code)
+        theirs.close()
+        self.pid = pid
+        self._sock = ours
+
+    def request(self) -> spare.ZygoteEnds:
+        """Ask for one spare; blocks for the fork (a few ms)."""
+        try:
+            self._sock.send(b"s")
+            msg, fds, _flags, _addr = socket.recv_fds(self._sock, _MAX_ERROR + 16, 5)
+        except OSError as exc:
+            raise ForkServerError(f"fork server unreachable: {exc}") from None
+        if msg == b"s" and len(fds) == 5:
+            return spare.ZygoteEnds(*fds)
+        for fd in fds:
+            os.close(fd)
+        if msg.startswith(b"e"):
+            raise ForkServerError(msg[1:].decode(errors="replace"))
+        raise ForkServerError("fork server exited")
+
+    def close(self) -> None:
+        """Stop the fork server (EOF on its socket) and reap it."""
+        self._sock.close()
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self.pid, 0)
+
+
+def _serve(cfg: ZygoteConfig, sock: socket.socket) -> None:
+    uid, gid = os.getuid(), os.getgid()
+    while True:
+        if not sock.recv(16):
+            return
+        try:
+            pid, ends = spare.fork_spare(cfg, uid, gid, sock)
+        except OSError as exc:
+            sock.send(b"e" + f"fork of a spare failed: {exc}".encode()[:_MAX_ERROR])
+            continue
+        try:
+            socket.send_fds(sock, [b"s"], ends.as_list())
+        finally:
+            for fd in ends.as_list():
+                os.close(fd)
+            # The intermediate exits right after forking the run init.
+            os.waitpid(pid, 0)

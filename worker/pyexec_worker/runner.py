@@ -1,0 +1,93 @@
+"""Inside the run (the runner, pid 2): execute the script and report.
+
+Owns: compiling the script, executing it as a module whose ``__name__`` is
+not ``"__main__"``, calling ``main()`` once with no arguments, turning the
+outcome into the runner message ``{"outcome", "result", "error",
+"traceback"}`` and writing it to the result pipe. Must not: touch the
+control socket or any zygote fd (it never has them), or trust that user
+code left the interpreter intact (every step after user code is guarded).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import types
+from typing import Any
+
+import msgpack
+
+from . import isolation, jsonify, tracebacks
+
+MODULE_NAME = "__script__"
+
+
+def _message(
+    outcome: str, result: bytes | None = None, error: str | None = None, tb: str | None = None
+) -> dict[str, Any]:
+    return {"outcome": outcome, "result": result, "error": error, "traceback": tb}
+
+
+def run_request(raw: bytes) -> dict[str, Any]:
+    """Apply the run's limits, then execute its script."""
+    request = msgpack.unpackb(raw, raw=False)
+    isolation.limit_run(request["memory_bytes"], request["timeout_ms"])
+    return execute(request["script"], request["max_result_bytes"])
+
+
+def _exception_message(exc: BaseException) -> dict[str, Any]:
+    outcome = "memory_limit" if isinstance(exc, MemoryError) else "runtime_error"
+    return _message(outcome, error=tracebacks.error_line(exc), tb=tracebacks.format_user_traceback(exc))
+
+
+def execute(script: str, max_result_bytes: int) -> dict[str, Any]:
+    """Run ``script`` and call its ``main()``; never raises."""
+    try:
+        code = compile(script, tracebacks.SCRIPT_NAME, "exec", dont_inherit=True)
+    except MemoryError as exc:
+        return _message("memory_limit", error=tracebacks.error_line(exc))
+    except Exception as exc:  # SyntaxError, ValueError (NUL bytes), RecursionError
+        error = tracebacks.syntax_error_line(exc)
+        return _message("syntax_error", error=error, tb=tracebacks.format_syntax_error(exc))
+    tracebacks.register_source(script)
+    module = types.ModuleType(MODULE_NAME)
+    # Registered so dataclasses, pickle and typing can find the module.
+    sys.modules[MODULE_NAME] = module
+    try:
+        exec(code, module.__dict__)
+        main = module.__dict__.get("main")
+        if main is None:
+            return _message("missing_main", error="main() is not defined")
+        if not callable(main):
+            return _message("missing_main", error=f"main is not callable (it is a {type(main).__name__})")
+        value = main()
+    except BaseException as exc:  # incl. SystemExit and KeyboardInterrupt
+        return _exception_message(exc)
+    return _serialize(value, max_result_bytes)
+
+
+def _serialize(value: Any, max_result_bytes: int) -> dict[str, Any]:
+    try:
+        data = jsonify.dumps(value)
+    except jsonify.NotJSON as exc:
+        return _message("result_not_json", error=tracebacks.cap(str(exc), 8192))
+    except MemoryError as exc:
+        return _message("memory_limit", error=tracebacks.error_line(exc))
+    except RecursionError:
+        return _message("result_not_json", error="result: nested too deeply to convert to JSON")
+    except BaseException as exc:  # user code ran during conversion (__str__, .item())
+        return _message("result_not_json", error=f"result: conversion failed: {tracebacks.error_line(exc)}")
+    if len(data) > max_result_bytes:
+        return _message(
+            "result_too_large",
+            error=f"result is {len(data)} bytes of JSON, over the limit of {max_result_bytes} bytes",
+        )
+    return _message("ok", result=data)
+
+
+def write_message(fd: int, message: dict[str, Any]) -> None:
+    """Write the runner message to the result pipe (all of it, or fail)."""
+    view = memoryview(msgpack.packb(message, use_bin_type=True))
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]

@@ -1,0 +1,204 @@
+"""Zygote side of one spare and of the run it serves.
+
+Owns: waiting for a spare to become ready, handing it a request, reading
+its stdout/stderr/result/status pipes under caps, enforcing the wall-clock
+deadline (SIGKILL to the run init ends the whole pid namespace), reaping
+the init, and deciding the verdict from what the run left (``verdict``).
+Must not: fork, run user code, or trust anything the run wrote.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import time
+from collections.abc import Callable
+
+import msgpack
+
+from . import verdict
+from .capture import CappedPipe, LineReader
+from .protocol import RunRequest, RunResult
+from .spare import ZygoteEnds
+
+# Room for the runner message's own fields around a max-size result.
+RESULT_SLACK = 256 * 1024
+# How long a run may take to die once its init is gone or killed.
+TEARDOWN_GRACE_S = 5.0
+
+
+class SpareError(Exception):
+    """The spare could not be set up, or died before it got its request."""
+
+
+class Spare:
+    """A pre-forked run waiting for its request."""
+
+    def __init__(self, ends: ZygoteEnds) -> None:
+        self.ends = ends
+        self.status = LineReader(ends.status)
+        os.set_blocking(ends.status, False)
+        self.init_pid: int | None = None
+        self.exit_status: int | None = None
+        self._reaped = False
+        self._open = set(ends.as_list())
+
+    def close(self, fd: int) -> None:
+        """Close one of our pipe ends once (a second close could hit a reused fd)."""
+        if fd in self._open:
+            self._open.discard(fd)
+            os.close(fd)
+
+    def wait_ready(self, timeout_s: float) -> None:
+        """Block until the runner reports ready; raise ``SpareError`` if not."""
+        deadline = time.monotonic() + timeout_s
+        poller = select.poll()
+        poller.register(self.status.fd, select.POLLIN)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise SpareError(f"spare not ready after {timeout_s:g} s")
+            if not poller.poll(remaining * 1000):
+                continue
+            for line in self.status.read_lines():
+                if self.status_line(line) == "ready":
+                    return
+            if self.status.eof:
+                raise SpareError("the spare exited during setup without saying why")
+
+    def status_line(self, line: str) -> str:
+        word, _, rest = line.partition(" ")
+        if word == "pid" and self.init_pid is None:
+            self.init_pid = int(rest)
+        elif word == "exit" and self.exit_status is None:
+            self.exit_status = int(rest)
+        elif word == "error":
+            raise SpareError(rest)
+        return word
+
+    def kill(self) -> None:
+        """SIGKILL the run init: the kernel then kills its whole pid namespace."""
+        if self.init_pid is not None and not self._reaped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.init_pid, signal.SIGKILL)
+
+    def reap(self) -> None:
+        """Wait for the init (our child once the intermediate has exited)."""
+        if self.init_pid is None or self._reaped:
+            return
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self.init_pid, 0)
+        self._reaped = True
+
+    def discard(self) -> None:
+        """Kill, reap and close everything (shutdown or a broken spare)."""
+        self.kill()
+        self.reap()
+        for fd in self.ends.as_list():
+            self.close(fd)
+
+
+def hand_off(spare: Spare, req: RunRequest) -> None:
+    """Send the request to the runner and close the pipe (= end of request)."""
+    payload = msgpack.packb(
+        {
+            "script": req.script,
+            "timeout_ms": req.timeout_ms,
+            "memory_bytes": req.memory_bytes,
+            "max_result_bytes": req.max_result_bytes,
+        },
+        use_bin_type=True,
+    )
+    view = memoryview(payload)
+    try:
+        while view:
+            view = view[os.write(spare.ends.request, view) :]
+    except BrokenPipeError:
+        raise SpareError("the spare's runner died before its request") from None
+    finally:
+        spare.close(spare.ends.request)
+
+
+class _Watch:
+    """The pipes of one run being read until its init is gone."""
+
+    def __init__(self, spare: Spare, req: RunRequest, control_fd: int) -> None:
+        self.spare = spare
+        self.out = CappedPipe(spare.ends.stdout, req.max_output_bytes)
+        self.err = CappedPipe(spare.ends.stderr, req.max_output_bytes)
+        self.res = CappedPipe(spare.ends.result, req.max_result_bytes + RESULT_SLACK)
+        self.pipes = {p.fd: p for p in (self.out, self.err, self.res)}
+        self.control_fd = control_fd
+        self.poller = select.poll()
+        for fd in (*self.pipes, spare.status.fd, control_fd):
+            self.poller.register(fd, select.POLLIN)
+
+    def step(self, wait_s: float, on_control: Callable[[], None]) -> None:
+        """Handle whatever becomes readable within ``wait_s``."""
+        for fd, _events in self.poller.poll(max(wait_s, 0) * 1000):
+            if fd == self.control_fd:
+                on_control()
+            elif fd == self.spare.status.fd:
+                for line in self.spare.status.read_lines():
+                    # After the runner said ready only the init writes here.
+                    with contextlib.suppress(SpareError, ValueError):
+                        self.spare.status_line(line)
+                if self.spare.status.eof:
+                    self.poller.unregister(fd)
+            else:
+                self.pipes[fd].read_ready()
+                if self.pipes[fd].eof:
+                    self.poller.unregister(fd)
+
+    def drain(self) -> None:
+        """Read what is left; every writer is dead once the init is reaped."""
+        for pipe in (self.out, self.err, self.res):
+            pipe.read_ready()
+
+
+def run(spare: Spare, req: RunRequest, control_fd: int, on_control: Callable[[], None]) -> RunResult:
+    """Serve ``req`` with ``spare``; ``on_control`` handles control-socket input."""
+    started = time.monotonic()
+    oom_before = verdict.oom_kills()
+    hand_off(spare, req)
+    deadline = started + req.timeout_ms / 1000
+    watch = _Watch(spare, req, control_fd)
+    timed_out = False
+    killed_at: float | None = None
+    while not spare.status.eof:
+        now = time.monotonic()
+        if killed_at is None and now >= deadline:
+            # SECURITY: SIGKILL to pid 1 of the run's pid namespace kills
+            # every process of the run, sleeping or spinning alike.
+            timed_out = spare.exit_status is None
+            spare.kill()
+            killed_at = now
+        if killed_at is not None and now - killed_at > TEARDOWN_GRACE_S:
+            break  # cannot happen short of a kernel bug; do not hang
+        watch.step(deadline - now if killed_at is None else 0.05, on_control)
+    ended = time.monotonic()
+    spare.reap()
+    watch.drain()
+    outcome, result, error, tb = verdict.decide(
+        timed_out=timed_out,
+        exit_status=spare.exit_status,
+        message=None if watch.res.truncated else bytes(watch.res.data),
+        oom=verdict.oom_kills() > oom_before,
+        req=req,
+    )
+    for fd in spare.ends.as_list():
+        spare.close(fd)
+    return RunResult(
+        id=req.id,
+        outcome=outcome,
+        result=result,
+        error=error,
+        traceback=tb,
+        stdout=bytes(watch.out.data),
+        stderr=bytes(watch.err.data),
+        stdout_truncated=watch.out.truncated,
+        stderr_truncated=watch.err.truncated,
+        duration_ms=(ended - started) * 1000,
+    )

@@ -1,0 +1,205 @@
+"""One pre-forked, isolated run: the process chain below the fork server.
+
+Owns, in the children only: the intermediate process that unshares the run
+namespaces, the run init (pid 1: a reaper only) and the runner's bootstrap
+up to the point where it blocks for its request. Must not: hold the control
+socket or any zygote fd once a child exists, or run user code outside the
+runner (pid 2).
+
+Pipes (created by the fork server, zygote ends sent to the zygote):
+request (zygote -> runner, closed = end of request), result (runner ->
+zygote, one msgpack map), stdout/stderr (the runner's fd 1/2) and status
+(text lines to the zygote: ``pid N`` from the intermediate, ``ready`` from
+the runner, ``exit WAITSTATUS`` from the init, ``error MSG`` from any).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import socket
+import sys
+from dataclasses import dataclass
+
+from . import isolation, libc, runner
+from .config import ZygoteConfig
+
+# Largest request a runner accepts (the zygote already capped the frame).
+_MAX_REQUEST = 1 << 30
+
+
+@dataclass(frozen=True)
+class ChildEnds:
+    """The run's ends of the pipes."""
+
+    request: int
+    result: int
+    stdout: int
+    stderr: int
+    status: int
+
+
+@dataclass(frozen=True)
+class ZygoteEnds:
+    """The zygote's ends of the pipes, in the order they are passed."""
+
+    request: int
+    result: int
+    stdout: int
+    stderr: int
+    status: int
+
+    def as_list(self) -> list[int]:
+        return [self.request, self.result, self.stdout, self.stderr, self.status]
+
+
+def fork_spare(cfg: ZygoteConfig, outer_uid: int, outer_gid: int, parent_sock: socket.socket) -> tuple[int, ZygoteEnds]:
+    """Fork the intermediate process; return its pid and the zygote's ends."""
+    req_r, req_w = os.pipe()
+    res_r, res_w = os.pipe()
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    st_r, st_w = os.pipe()
+    child = ChildEnds(req_r, res_w, out_w, err_w, st_w)
+    theirs = ZygoteEnds(req_w, res_r, out_r, err_r, st_r)
+    pid = os.fork()
+    if pid == 0:
+        parent_sock.detach()  # its fd is closed below; never let GC close a reused number
+        _intermediate(cfg, outer_uid, outer_gid, child)  # never returns
+    for fd in (req_r, res_w, out_w, err_w, st_w):
+        os.close(fd)
+    return pid, theirs
+
+
+def close_fds_except(keep: set[int]) -> None:
+    """Close every fd not in ``keep`` (close_range(2) under the hood)."""
+    low = 0
+    for fd in sorted(keep):
+        if fd > low:
+            os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 1 << 20)
+
+
+def _report(fd: int, line: str) -> None:
+    with contextlib.suppress(OSError):
+        os.write(fd, (line.replace("\n", " ")[:3000] + "\n").encode())
+
+
+def _intermediate(cfg: ZygoteConfig, uid: int, gid: int, ends: ChildEnds) -> None:
+    status = 1
+    try:
+        # SECURITY: the control socket, the fork-server socket and every
+        # other zygote fd are gone before anything else happens.
+        close_fds_except({0, 1, 2, ends.request, ends.result, ends.stdout, ends.stderr, ends.status})
+        try:
+            isolation.enter_run_namespaces(uid, gid)
+        except OSError as exc:
+            _report(ends.status, f"error {exc.strerror}")
+            return
+        pid = os.fork()  # first child of the new pid namespace: pid 1
+        if pid == 0:
+            _run_init(cfg, ends)  # never returns
+        _report(ends.status, f"pid {pid}")
+        status = 0
+    except BaseException as exc:  # report whatever went wrong, then exit
+        _report(ends.status, f"error intermediate: {type(exc).__name__}: {exc}")
+    finally:
+        os._exit(status)
+
+
+def _run_init(cfg: ZygoteConfig, ends: ChildEnds) -> None:
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        devnull = os.open("/dev/null", os.O_RDWR)
+        os.dup2(devnull, 0)
+        os.dup2(devnull, 1)
+        os.close(devnull)
+        isolation.setup_run_init(cfg)
+        runner_pid = os.fork()
+        if runner_pid == 0:
+            _run_runner(ends)  # never returns
+        # SECURITY: init keeps only the status pipe, so EOF on the run's
+        # output pipes means every run process is gone.
+        for fd in (ends.request, ends.result, ends.stdout, ends.stderr):
+            os.close(fd)
+    except BaseException as exc:
+        _report(ends.status, f"error run init: {exc}")
+        os._exit(1)
+    while True:
+        try:
+            pid, wstatus = os.waitpid(-1, 0)
+        except ChildProcessError:
+            os._exit(1)
+        if pid == runner_pid:
+            _report(ends.status, f"exit {wstatus}")
+            # Exiting as pid 1 makes the kernel SIGKILL whatever the run left
+            # behind (daemons, setsid children): see pid_namespaces(7).
+            os._exit(0)
+
+
+def _run_runner(ends: ChildEnds) -> None:
+    try:
+        _prepare_runner(ends)
+        _report(ends.status, "ready")
+        # SECURITY: user code must not be able to forge "exit" lines.
+        os.close(ends.status)
+        request = _read_all(ends.request)
+        os.close(ends.request)
+    except BaseException as exc:
+        _report(ends.status, f"error runner: {exc}")
+        os._exit(1)
+    message = runner.run_request(request)
+    _flush_stdio()
+    try:
+        runner.write_message(ends.result, message)
+    finally:
+        os._exit(0)
+
+
+def _prepare_runner(ends: ChildEnds) -> None:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    devnull = os.open("/dev/null", os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.dup2(ends.stdout, 1)
+    os.dup2(ends.stderr, 2)
+    os.close(devnull)
+    os.close(ends.stdout)
+    os.close(ends.stderr)
+    os.chdir("/tmp")
+    # SECURITY: the run sees a fixed environment, never the zygote's.
+    os.environ.clear()
+    os.environ.update(isolation.fixed_environment(sys.prefix))
+    sys.argv[:] = ["<script>"]
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    sys.path[:] = [p for p in sys.path if p != here]
+    # SECURITY: every fork copies the zygote's numpy RNG state: without a
+    # reseed two runs would draw the same "random" numbers.
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        numpy.random.seed(int.from_bytes(os.urandom(4), "little"))
+    random.seed(os.urandom(32))
+    # The runner is the user's own process: normal /proc/self ownership.
+    # The init stays non-dumpable, so this opens nothing of it.
+    libc.prctl(libc.PR_SET_DUMPABLE, 1)
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    total = 0
+    while True:
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            return b"".join(chunks)
+        total += len(chunk)
+        if total > _MAX_REQUEST:
+            raise ValueError("request too large")
+        chunks.append(chunk)
+
+
+def _flush_stdio() -> None:
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        with contextlib.suppress(BaseException):
+            stream.flush()

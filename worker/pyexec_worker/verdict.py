@@ -1,0 +1,112 @@
+"""Decide a run's outcome from what the zygote observed.
+
+Owns: the mapping (deadline hit, runner wait status, runner message, OOM
+evidence) -> (outcome, result, error, traceback), and validating the runner
+message as untrusted input (user code can write anything to the result
+pipe, or close it). Must not: raise on any input; do I/O except reading
+the host-wide OOM-kill counter.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from typing import Any
+
+import msgpack
+
+from .protocol import RunRequest
+
+RUNNER_OUTCOMES = frozenset(
+    {"ok", "syntax_error", "missing_main", "runtime_error", "result_not_json", "result_too_large", "memory_limit"}
+)
+# error/traceback texts the zygote forwards (the runner caps at 64 KiB).
+MAX_TEXT = 128 * 1024
+
+Verdict = tuple[str, "bytes | None", "str | None", "str | None"]
+
+
+def oom_kills() -> int:
+    """The host-wide ``oom_kill`` count from /proc/vmstat (0 if unknown)."""
+    try:
+        with open("/proc/vmstat", "rb") as f:
+            for line in f:
+                if line.startswith(b"oom_kill "):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def _signal_name(sig: int) -> str:
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return f"signal {sig}"
+
+
+def decide(*, timed_out: bool, exit_status: int | None, message: bytes | None, oom: bool, req: RunRequest) -> Verdict:
+    """The verdict of one run."""
+    if timed_out:
+        return "timeout", None, f"the run exceeded its timeout of {req.timeout_ms / 1000:g} s", None
+    if exit_status is None:
+        return "killed", None, "the run's init died before reporting", None
+    if os.WIFSIGNALED(exit_status):
+        sig = os.WTERMSIG(exit_status)
+        if sig == signal.SIGXCPU:
+            return "timeout", None, "the run exceeded its CPU time limit", None
+        if sig == signal.SIGKILL and oom:
+            return "memory_limit", None, "the run was killed by the out-of-memory killer", None
+        return "killed", None, f"the run was killed by {_signal_name(sig)}", None
+    code = os.WEXITSTATUS(exit_status)
+    if message is None:
+        return "killed", None, "the run wrote an oversized result message", None
+    if not message:
+        return "killed", None, f"the run exited with status {code} without a result", None
+    return _from_message(message, req)
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError("text field is not a str")
+    return value[:MAX_TEXT]
+
+
+def _from_message(raw: bytes, req: RunRequest) -> Verdict:
+    try:
+        msg = msgpack.unpackb(raw, raw=False, strict_map_key=True)
+        if not isinstance(msg, dict):
+            raise ValueError("not a map")
+        outcome = msg.get("outcome")
+        if outcome not in RUNNER_OUTCOMES:
+            raise ValueError("unknown outcome")
+        result = msg.get("result")
+        error, tb = _text(msg.get("error")), _text(msg.get("traceback"))
+    except Exception:
+        return "killed", None, "the run wrote an invalid result message", None
+    if outcome != "ok":
+        return outcome, None, error or outcome, tb
+    if not isinstance(result, bytes):
+        return "killed", None, "the run wrote an invalid result message", None
+    if len(result) > req.max_result_bytes:
+        limit = req.max_result_bytes
+        return "result_too_large", None, f"result is {len(result)} bytes, over the limit of {limit} bytes", None
+    if not is_json(result):
+        return "result_not_json", None, "the run's result bytes are not valid UTF-8 JSON", None
+    return "ok", result, None, None
+
+
+def _no_constants(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def is_json(data: bytes) -> bool:
+    """Whether ``data`` is strict UTF-8 JSON (no NaN/Infinity): the supervisor embeds it as is."""
+    try:
+        json.loads(data.decode("utf-8"), parse_constant=_no_constants)
+    except (ValueError, RecursionError, MemoryError):
+        return False
+    return True
