@@ -10,9 +10,12 @@ use serde_json::json;
 
 fn run_binary(args: &[&str]) -> (i32, String) {
     let worker = worker_copy();
-    let output = Command::new(binary())
-        .args(["--listen", "127.0.0.1:0", "--workers", "1", "--worker-dir"])
-        .arg(worker.path())
+    let mut command = Command::new(binary());
+    command.args(["--listen", "127.0.0.1:0", "--worker-dir"]).arg(worker.path());
+    if !args.contains(&"--workers") {
+        command.args(["--workers", "1"]);
+    }
+    let output = command
         .args(args)
         .output()
         .expect("run pyexec");

@@ -44,7 +44,7 @@ async fn sleep_times_out_near_the_timeout_and_keeps_output() {
 
 #[tokio::test]
 async fn timeout_above_the_server_maximum_is_refused() {
-    let service = Service::start(&["--max-timeout-secs", "5"]).await;
+    let service = Service::start(&["--max-timeout-secs", "5", "--default-timeout-secs", "5"]).await;
     let (status, body) = service.execute_body(json!({"script": "def main():\n    return 1", "timeout": 6})).await;
     assert_eq!((status, body["kind"].as_str()), (400, Some("invalid_request")));
 }

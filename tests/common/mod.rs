@@ -63,8 +63,11 @@ impl Service {
     pub async fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
         let worker_dir = worker_copy();
         let mut command = Command::new(binary());
+        command.args(["--listen", "127.0.0.1:0"]);
+        if !args.contains(&"--workers") {
+            command.args(["--workers", "2"]);
+        }
         command
-            .args(["--listen", "127.0.0.1:0", "--workers", "2"])
             .arg("--worker-dir")
             .arg(worker_dir.path())
             .args(args)
