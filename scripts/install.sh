@@ -75,5 +75,5 @@ if $with_tools; then
 fi
 
 log "cargo build --release"
-(cd "$root" && cargo build --release --locked --quiet 2>/dev/null || cargo build --release --quiet)
+(cd "$root" && cargo build --release --locked)
 log "done: binary at $root/target/release/pyexec, sandbox in $home"

@@ -83,27 +83,36 @@ class Zygote:
             raise
         return spare
 
-    def serve_run(self, req: RunRequest) -> RunResult:
+    def serve_run(self, req: RunRequest) -> tuple[RunResult, Spare]:
+        """Run ``req``; returns the result and the used spare (to discard)."""
         for attempt in (1, 2):
-            if self.spare is None:
-                self.spare = self.new_spare()
-            spare = self.spare
+            spare = self.spare if self.spare is not None else self.new_spare()
+            self.spare = None
             try:
-                return session.run(spare, req, self.control.fileno(), self.on_control)
+                return session.run(spare, req, self.control.fileno(), self.on_control), spare
             except SpareError:
+                spare.discard()
                 if attempt == 2:
                     raise
-            finally:
-                self.spare = None
+            except BaseException:
                 spare.discard()
+                raise
         raise AssertionError("unreachable")
 
     def loop(self) -> int:
         while True:
             req = self.next_request()
-            result = self.serve_run(req)
+            result, used = self.serve_run(req)
             self.send(protocol.fit_result(result, self.cfg.max_frame_bytes))
-            self.spare = self.new_spare()
+            import time
+            t0 = time.monotonic()
+            used.discard()  # reap the run's init after replying
+            t1 = time.monotonic()
+            ends = self.forks.request()
+            t2 = time.monotonic()
+            self.spare = Spare(ends); self.spare.wait_ready(10)
+            t3 = time.monotonic()
+            sys.stderr.write(f"discard={1000*(t1-t0):.2f} fork={1000*(t2-t1):.2f} ready={1000*(t3-t2):.2f}\n")
 
     def shutdown(self) -> None:
         if self.spare is not None:

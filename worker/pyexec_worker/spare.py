@@ -154,7 +154,13 @@ def _run_runner(ends: ChildEnds) -> None:
     message = runner.run_request(request)
     _flush_stdio()
     try:
+        # Closing fd 1/2 and then the result pipe tells the zygote the run
+        # is complete (unless a child still holds them) before this large
+        # process has finished tearing itself down.
+        os.close(1)
+        os.close(2)
         runner.write_message(ends.result, message)
+        os.close(ends.result)
     finally:
         os._exit(0)
 

@@ -258,7 +258,8 @@ def test_identity_capabilities_and_view(zygote):
         "        'nnp': status['NoNewPrivs'].strip(),\n"
         "        'oom': open('/proc/self/oom_score_adj').read().strip(),\n"
         "        'root': sorted(os.listdir('/')), 'tmp': os.listdir('/tmp'),\n"
-        "        'fds': [os.readlink(f'/proc/self/fd/{n}') for n in range(64) if os.path.exists(f'/proc/self/fd/{n}')],\n"
+        "        'fds': [os.readlink(f'/proc/self/fd/{n}') for n in range(64)\n"
+        "                if os.path.exists(f'/proc/self/fd/{n}')],\n"
         "    }\n"
     )
     got = result(zygote.run(script))
