@@ -202,7 +202,6 @@ impl FrameCodec {
             .new_codec();
         Self { inner, max: max_frame_bytes }
     }
-
 }
 
 impl Decoder for FrameCodec {
@@ -242,8 +241,8 @@ impl Encoder<&ToWorker> for FrameCodec {
 /// When the message cannot be serialized.
 pub fn encode_frame<T: Serialize>(msg: &T) -> Result<Vec<u8>, ProtocolError> {
     let body = rmp_serde::to_vec_named(msg)?;
-    let len = u32::try_from(body.len())
-        .map_err(|_| ProtocolError::FrameTooLarge { max: u64::from(u32::MAX) })?;
+    let len =
+        u32::try_from(body.len()).map_err(|_| ProtocolError::FrameTooLarge { max: u64::from(u32::MAX) })?;
     let mut frame = Vec::with_capacity(4 + body.len());
     frame.extend_from_slice(&len.to_be_bytes());
     frame.extend_from_slice(&body);

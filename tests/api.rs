@@ -39,7 +39,11 @@ async fn client_errors_are_4xx_with_kinds() {
     let kind = |response: reqwest::Response| async move {
         let status = response.status().as_u16();
         let body: serde_json::Value = response.json().await.expect("JSON error body");
-        (status, body["kind"].as_str().expect("kind").to_string(), body["error"].as_str().expect("error").to_string())
+        (
+            status,
+            body["kind"].as_str().expect("kind").to_string(),
+            body["error"].as_str().expect("error").to_string(),
+        )
     };
 
     let (status, k, _) = kind(post("{\"script\": ", "application/json").await.expect("send")).await;
@@ -61,7 +65,8 @@ async fn client_errors_are_4xx_with_kinds() {
 
     let (status, k, _) = kind(post("{\"script\": \"x\"}", "text/plain").await.expect("send")).await;
     assert_eq!((status, k.as_str()), (415, "unsupported_media_type"));
-    let (status, k, _) = kind(post("{\"script\": \"x\"}", "application/json; charset=utf-8").await.expect("send")).await;
+    let (status, k, _) =
+        kind(post("{\"script\": \"x\"}", "application/json; charset=utf-8").await.expect("send")).await;
     assert_ne!(k, "unsupported_media_type", "parameters on the media type are fine ({status})");
 
     let response = service.client.get(service.url("/nope")).send().await.expect("send");
@@ -101,7 +106,10 @@ async fn oversized_body_is_413() {
 async fn api_token_is_required_when_configured() {
     let service = Service::start_with_env(&[], &[("PYEXEC_API_TOKEN", "s3cret")]).await;
     let send = |auth: Option<&'static str>| {
-        let mut request = service.client.post(service.url("/execute")).json(&json!({"script": "def main():\n    return 7"}));
+        let mut request = service
+            .client
+            .post(service.url("/execute"))
+            .json(&json!({"script": "def main():\n    return 7"}));
         if let Some(auth) = auth {
             request = request.header("authorization", auth);
         }
@@ -133,12 +141,17 @@ async fn script_verdicts_are_422_with_kinds() {
     let (status, body) = service.run("main = 5").await;
     assert_eq!((status, body["kind"].as_str()), (422, Some("missing_main")));
 
-    let (status, body) = service.run("def helper():\n    return 1 / 0\n\ndef main():\n    print('before')\n    return helper()").await;
+    let (status, body) = service
+        .run("def helper():\n    return 1 / 0\n\ndef main():\n    print('before')\n    return helper()")
+        .await;
     assert_eq!((status, body["kind"].as_str()), (422, Some("runtime_error")));
     let traceback = body["traceback"].as_str().expect("traceback");
     assert!(traceback.contains("line 2") && traceback.contains("line 6"), "{traceback}");
     assert!(traceback.contains("ZeroDivisionError"), "{traceback}");
-    assert!(!traceback.contains("pyexec_worker") && !traceback.contains("/pyexec/"), "no service frames: {traceback}");
+    assert!(
+        !traceback.contains("pyexec_worker") && !traceback.contains("/pyexec/"),
+        "no service frames: {traceback}"
+    );
     assert_eq!(body["stdout"], "before\n");
 
     let (status, body) = service.run("import sys\ndef main():\n    sys.exit(3)").await;

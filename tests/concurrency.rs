@@ -16,7 +16,8 @@ async fn sixty_four_parallel_requests_are_answered_or_shed() {
         let client = service.client.clone();
         let url = service.url("/execute");
         tasks.push(tokio::spawn(async move {
-            let script = format!("import pandas as pd\ndef main():\n    return int(pd.Series(range({i})).sum())");
+            let script =
+                format!("import pandas as pd\ndef main():\n    return int(pd.Series(range({i})).sum())");
             let response = client.post(url).json(&json!({"script": script})).send().await.expect("send");
             let status = response.status().as_u16();
             let retry_after = response.headers().get("retry-after").is_some();
@@ -49,7 +50,11 @@ async fn busy_pool_sheds_with_overloaded_after_the_queue_timeout() {
     let client = service.client.clone();
     let url = service.url("/execute");
     let slow = tokio::spawn(async move {
-        client.post(url).json(&json!({"script": "import time\ndef main():\n    time.sleep(2)\n    return 'slow'"})).send().await
+        client
+            .post(url)
+            .json(&json!({"script": "import time\ndef main():\n    time.sleep(2)\n    return 'slow'"}))
+            .send()
+            .await
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let response = service

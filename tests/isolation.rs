@@ -34,8 +34,13 @@ async fn background_processes_die_with_the_run() {
     let service = Service::start(&["--workers", "1"]).await;
     let spawn = "import subprocess, os\ndef main():\n    p = subprocess.Popen(['/bin/sh', '-c', 'setsid sleep 1000 & sleep 1000'], start_new_session=True)\n    pid = os.fork()\n    if pid == 0:\n        os.setsid()\n        import time\n        time.sleep(1000)\n    return sorted(int(x) for x in os.listdir('/proc') if x.isdigit())";
     let body = service.ok(spawn).await;
-    assert!(body["result"].as_array().expect("pids").len() >= 3, "children were alive during the run: {body}");
-    let body = service.ok("import os\ndef main():\n    return sorted(int(x) for x in os.listdir('/proc') if x.isdigit())").await;
+    assert!(
+        body["result"].as_array().expect("pids").len() >= 3,
+        "children were alive during the run: {body}"
+    );
+    let body = service
+        .ok("import os\ndef main():\n    return sorted(int(x) for x in os.listdir('/proc') if x.isdigit())")
+        .await;
     let pids = body["result"].as_array().expect("pids");
     assert!(pids.len() <= 2, "only the run itself (and its init) are visible, got {pids:?}");
 }
@@ -75,7 +80,11 @@ async fn no_network() {
 
 #[tokio::test]
 async fn service_environment_is_invisible() {
-    let service = Service::start_with_env(&[], &[("PYEXEC_API_TOKEN", "do-not-leak"), ("AWS_SECRET_ACCESS_KEY", "nope")]).await;
+    let service = Service::start_with_env(
+        &[],
+        &[("PYEXEC_API_TOKEN", "do-not-leak"), ("AWS_SECRET_ACCESS_KEY", "nope")],
+    )
+    .await;
     let response = service
         .client
         .post(service.url("/execute"))

@@ -15,10 +15,7 @@ fn run_binary(args: &[&str]) -> (i32, String) {
     if !args.contains(&"--workers") {
         command.args(["--workers", "1"]);
     }
-    let output = command
-        .args(args)
-        .output()
-        .expect("run pyexec");
+    let output = command.args(args).output().expect("run pyexec");
     (output.status.code().unwrap_or(-1), String::from_utf8_lossy(&output.stderr).into_owned())
 }
 
@@ -74,7 +71,8 @@ async fn a_wedged_worker_is_killed_and_replaced() {
     // it after the run's timeout plus grace, answer `timeout`, and replace it.
     signal(zygote[0], "STOP");
     let started = Instant::now();
-    let (status, body) = service.execute_body(json!({"script": "def main():\n    return 1", "timeout": 0.5})).await;
+    let (status, body) =
+        service.execute_body(json!({"script": "def main():\n    return 1", "timeout": 0.5})).await;
     assert_eq!((status, body["kind"].as_str()), (422, Some("timeout")), "{body}");
     assert!(started.elapsed() < Duration::from_secs(5));
     service.wait_ready(Duration::from_secs(30)).await;

@@ -25,7 +25,8 @@ async fn timed(service: &Service, body: serde_json::Value) -> (u16, serde_json::
 async fn infinite_loop_times_out_near_the_timeout() {
     let service = Service::start(&[]).await;
     let (status, body, took) =
-        timed(&service, json!({"script": "def main():\n    while True:\n        pass", "timeout": 1.0})).await;
+        timed(&service, json!({"script": "def main():\n    while True:\n        pass", "timeout": 1.0}))
+            .await;
     assert_eq!((status, body["kind"].as_str()), (422, Some("timeout")), "{body}");
     assert!(took >= Duration::from_millis(950) && took < Duration::from_millis(2500), "took {took:?}");
     next_request_is_fast(&service).await;
@@ -45,7 +46,8 @@ async fn sleep_times_out_near_the_timeout_and_keeps_output() {
 #[tokio::test]
 async fn timeout_above_the_server_maximum_is_refused() {
     let service = Service::start(&["--max-timeout-secs", "5", "--default-timeout-secs", "5"]).await;
-    let (status, body) = service.execute_body(json!({"script": "def main():\n    return 1", "timeout": 6})).await;
+    let (status, body) =
+        service.execute_body(json!({"script": "def main():\n    return 1", "timeout": 6})).await;
     assert_eq!((status, body["kind"].as_str()), (400, Some("invalid_request")));
 }
 

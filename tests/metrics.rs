@@ -21,7 +21,9 @@ async fn counters_and_histograms_move_by_exactly_the_traffic() {
         let (status, _) = service.run("def main():\n    raise KeyError('x')").await;
         assert_eq!(status, 422);
     }
-    let (status, _) = service.execute_body(json!({"script": "import time\ndef main():\n    time.sleep(5)", "timeout": 0.3})).await;
+    let (status, _) = service
+        .execute_body(json!({"script": "import time\ndef main():\n    time.sleep(5)", "timeout": 0.3}))
+        .await;
     assert_eq!(status, 422);
     let (status, _) = service.run("").await;
     assert_eq!(status, 400);

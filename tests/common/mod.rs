@@ -74,7 +74,11 @@ impl Service {
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(if std::env::var_os("PYEXEC_TEST_LOGS").is_some() { Stdio::inherit() } else { Stdio::null() });
+            .stderr(if std::env::var_os("PYEXEC_TEST_LOGS").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            });
         let mut child = command.spawn().expect("start pyexec");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
@@ -115,7 +119,8 @@ impl Service {
         let response = self.client.post(self.url("/execute")).json(&body).send().await.expect("request");
         let status = response.status().as_u16();
         let text = response.text().await.expect("body");
-        let value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("non-JSON answer {status}: {e}: {text}"));
+        let value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("non-JSON answer {status}: {e}: {text}"));
         (status, value)
     }
 

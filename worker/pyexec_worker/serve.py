@@ -104,15 +104,8 @@ class Zygote:
             req = self.next_request()
             result, used = self.serve_run(req)
             self.send(protocol.fit_result(result, self.cfg.max_frame_bytes))
-            import time
-            t0 = time.monotonic()
             used.discard()  # reap the run's init after replying
-            t1 = time.monotonic()
-            ends = self.forks.request()
-            t2 = time.monotonic()
-            self.spare = Spare(ends); self.spare.wait_ready(10)
-            t3 = time.monotonic()
-            sys.stderr.write(f"discard={1000*(t1-t0):.2f} fork={1000*(t2-t1):.2f} ready={1000*(t3-t2):.2f}\n")
+            self.spare = self.new_spare()
 
     def shutdown(self) -> None:
         if self.spare is not None:
