@@ -111,3 +111,104 @@ proptest! {
         prop_assert_eq!(decoded, Some(FromWorker::Result(report)));
     }
 }
+
+/// The golden frames in `tests/golden/` (also checked by the Python tests):
+/// both sides must produce and read exactly these bytes.
+mod golden {
+    use super::*;
+
+    fn golden(name: &str) -> Vec<u8> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    fn decode(name: &str) -> FromWorker {
+        decode_all(&mut FrameCodec::new(1 << 20), &golden(name)).expect("decodes").expect("one whole frame")
+    }
+
+    fn assert_golden<T: Serialize>(name: &str, msg: &T) {
+        assert_eq!(encode_frame(msg).expect("encodes"), golden(name), "{name} differs from the golden bytes");
+    }
+
+    fn run() -> ToWorker {
+        ToWorker::Run(RunRequest {
+            id: 42,
+            script: "def main():\n    return {\"sum\": 2 + 2}\n".into(),
+            timeout_ms: 10_000,
+            memory_bytes: 268_435_456,
+            max_output_bytes: 1_048_576,
+            max_result_bytes: 4_194_304,
+        })
+    }
+
+    fn result_ok() -> FromWorker {
+        FromWorker::Result(RunReport {
+            id: 42,
+            outcome: Outcome::Ok,
+            result: Some(br#"{"sum":4}"#.to_vec()),
+            error: None,
+            traceback: None,
+            stdout: b"hello\n".to_vec(),
+            stderr: Vec::new(),
+            stdout_truncated: false,
+            stderr_truncated: false,
+            duration_ms: 3.25,
+        })
+    }
+
+    fn result_error() -> FromWorker {
+        FromWorker::Result(RunReport {
+            id: 43,
+            outcome: Outcome::RuntimeError,
+            result: None,
+            error: Some("ZeroDivisionError: division by zero".into()),
+            traceback: Some(
+                "Traceback (most recent call last):\n  File \"<script>\", line 2, in main\n    return 1 / 0\nZeroDivisionError: division by zero\n".into(),
+            ),
+            stdout: Vec::new(),
+            stderr: b"warn \xff\n".to_vec(),
+            stdout_truncated: false,
+            stderr_truncated: true,
+            duration_ms: 12.5,
+        })
+    }
+
+    fn ready() -> FromWorker {
+        FromWorker::Ready(ReadyInfo {
+            version: 1,
+            pid: 1,
+            python: "3.11.2".into(),
+            numpy: "2.4.6".into(),
+            pandas: "3.1.1".into(),
+        })
+    }
+
+    fn fatal() -> FromWorker {
+        FromWorker::Fatal {
+            error: "cannot create a per-run sandbox: unshare(CLONE_NEWUSER) failed: EPERM (Operation not permitted)"
+                .into(),
+        }
+    }
+
+    #[test]
+    fn supervisor_messages_encode_to_the_golden_bytes() {
+        assert_golden("run.msgpack", &run());
+        assert_golden("ping.msgpack", &ToWorker::Ping { id: 7 });
+        let body = &golden("run.msgpack")[4..];
+        assert_eq!(rmp_serde::from_slice::<ToWorker>(body).expect("decodes"), run());
+    }
+
+    #[test]
+    fn worker_messages_decode_from_the_golden_bytes() {
+        for (name, expected) in [
+            ("ready.msgpack", ready()),
+            ("pong.msgpack", FromWorker::Pong { id: 7 }),
+            ("result_ok.msgpack", result_ok()),
+            ("result_error.msgpack", result_error()),
+            ("fatal.msgpack", fatal()),
+        ] {
+            assert_eq!(decode(name), expected, "{name}");
+            assert_golden(name, &expected);
+        }
+    }
+}

@@ -74,8 +74,16 @@ class Zygote:
 
     # --- spares and runs ---------------------------------------------------
 
-    def new_spare(self) -> Spare:
-        spare = Spare(self.forks.request())
+    def new_spare(self, used: Spare | None = None) -> Spare:
+        """Fork a spare and wait until its runner is ready.
+
+        ``used`` (the run just answered) is reaped while the fork server
+        forks: its teardown and the new spare's setup overlap.
+        """
+        ends = self.forks.request()
+        if used is not None:
+            used.discard()
+        spare = Spare(ends)
         try:
             spare.wait_ready(SPARE_READY_TIMEOUT_S)
         except SpareError:
@@ -104,8 +112,7 @@ class Zygote:
             req = self.next_request()
             result, used = self.serve_run(req)
             self.send(protocol.fit_result(result, self.cfg.max_frame_bytes))
-            used.discard()  # reap the run's init after replying
-            self.spare = self.new_spare()
+            self.spare = self.new_spare(used)
 
     def shutdown(self) -> None:
         if self.spare is not None:
