@@ -153,6 +153,11 @@ class Service:
         self._log = open(self.log_path, "wb")
         env = dict(os.environ)
         env.setdefault("RUST_LOG", "warn")
+        if ("PYEXEC_WORKER_DIR" not in env and not (HOME / "worker").is_dir()
+                and (ROOT / "worker/zygote.py").is_file()):
+            # Not installed yet (scripts/install.sh copies it): use the checkout's.
+            env["PYEXEC_WORKER_DIR"] = str(ROOT / "worker")
+            log(f"no {HOME / 'worker'}: using PYEXEC_WORKER_DIR={env['PYEXEC_WORKER_DIR']}")
         self.proc = subprocess.Popen(
             args, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
             env=env, start_new_session=True,

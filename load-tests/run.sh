@@ -77,6 +77,11 @@ k6_env=()
 if [ -z "${BASE_URL:-}" ]; then
   [ -x "$binary" ] || { echo "run.sh: no pyexec binary at $binary (cargo build --release, or pass BINARY, or set BASE_URL)" >&2; exit 66; }
   workdir=$(mktemp -d)
+  if [ -z "${PYEXEC_WORKER_DIR:-}" ] && [ ! -d "${PYEXEC_HOME:-/opt/pyexec}/worker" ] && [ -f "$root/worker/zygote.py" ]; then
+    # Not installed yet (scripts/install.sh copies it): use the checkout's worker code.
+    export PYEXEC_WORKER_DIR=$root/worker
+    log "no ${PYEXEC_HOME:-/opt/pyexec}/worker: using PYEXEC_WORKER_DIR=$PYEXEC_WORKER_DIR"
+  fi
   port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   args=(--listen "127.0.0.1:$port")
   [ -n "${WORKERS:-}" ] && args+=(--workers "$WORKERS")

@@ -42,11 +42,6 @@ class CappedPipe:
                 self.data += chunk
         return False
 
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-
 
 class LineReader:
     """The status pipe: short text lines from the run's trusted processes."""
@@ -69,8 +64,3 @@ class LineReader:
         self._buf += chunk
         *lines, self._buf = self._buf.split(b"\n")
         return [line.decode(errors="replace") for line in lines]
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1

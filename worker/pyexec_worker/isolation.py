@@ -174,12 +174,17 @@ def limit_run(memory_bytes: int, timeout_ms: int) -> None:
     """Apply the per-run RLIMIT_AS and RLIMIT_CPU (in the runner, at run time)."""
     with open("/proc/self/statm", "rb") as f:
         vm_pages = int(f.read().split()[0])
-    address_space = vm_pages * resource.getpagesize() + memory_bytes
+    address_space = _clamp(vm_pages * resource.getpagesize() + memory_bytes)
     # SECURITY: memory cap: allocating past it raises MemoryError in the run
     # instead of pushing the worker's cgroup into the OOM killer.
     resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
     used = resource.getrusage(resource.RUSAGE_SELF)
-    cpu = -(-timeout_ms // 1000) + 1 + int(used.ru_utime + used.ru_stime)
+    cpu = _clamp(-(-timeout_ms // 1000) + 1 + int(used.ru_utime + used.ru_stime))
     # SECURITY: CPU backstop should the zygote's wall-clock kill be late
     # (SIGXCPU at the soft limit, SIGKILL a second later).
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, _clamp(cpu + 1)))
+
+
+def _clamp(value: int) -> int:
+    """rlim_t is 64 bits; absurd limits from the supervisor mean "no limit"."""
+    return value if value < 2**62 else resource.RLIM_INFINITY

@@ -57,7 +57,10 @@ class Zygote:
 
     def on_control(self) -> None:
         """Read what the socket has; answer pings now, queue runs."""
-        data = self.control.recv(1 << 16)
+        try:
+            data = self.control.recv(1 << 16)
+        except OSError:
+            data = b""  # a reset counts as closed
         if not data:
             raise Shutdown
         for msg in self.reader.feed(data):

@@ -185,7 +185,7 @@ def _prepare_runner(ends: ChildEnds) -> None:
     # reseed two runs would draw the same "random" numbers.
     numpy = sys.modules.get("numpy")
     if numpy is not None:
-        numpy.random.seed(int.from_bytes(os.urandom(4), "little"))
+        numpy.random.seed()  # None: fresh entropy from the OS
     random.seed(os.urandom(32))
     # The runner is the user's own process: normal /proc/self ownership.
     # The init stays non-dumpable, so this opens nothing of it.

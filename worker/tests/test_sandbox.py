@@ -350,7 +350,8 @@ def test_nothing_survives_into_the_next_run(zygote):
     deadline = time.monotonic() + 3
     while len(descendants(zygote.proc.pid)) != 4 and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert len(descendants(zygote.proc.pid)) == 4
+    tree = descendants(zygote.proc.pid)
+    assert len(tree) == 4, {pid: Path(f"/proc/{pid}/stat").read_text() for pid in tree}
 
 
 def test_numpy_and_random_reseeded_per_run(zygote):
