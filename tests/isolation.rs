@@ -20,13 +20,18 @@ async fn tmp_is_private_writable_and_gone_after_the_run() {
 #[tokio::test]
 async fn filesystem_outside_tmp_is_read_only() {
     let service = Service::start(&["--workers", "1"]).await;
-    let script = "def main():\n    out = {}\n    for path in ['/usr/evil', '/evil', '/proc/evil', '/pyexec/evil']:\n        try:\n            open(path, 'w')\n            out[path] = 'WROTE'\n        except OSError as e:\n            out[path] = type(e).__name__\n    return out";
+    let script = "def main():\n    out = {}\n    for path in ['/usr/evil', '/evil', '/proc/evil', '/pyexec/evil', '/etc/hosts', '/etc/resolv.conf', '/etc/hostname']:\n        try:\n            open(path, 'w')\n            out[path] = 'WROTE'\n        except OSError as e:\n            out[path] = type(e).__name__\n    return out";
     let body = service.ok(script).await;
     for (path, verdict) in body["result"].as_object().expect("map") {
         assert_ne!(verdict, "WROTE", "{path} must not be writable");
     }
-    let body = service.ok("import os\ndef main():\n    return [os.path.exists(p) for p in ['/etc/passwd', '/root', '/home', '/var']]").await;
-    assert_eq!(body["result"], json!([false, false, false, false]), "no host files");
+    // No /etc at all: in a pod, Kubernetes mounts /etc/hosts, resolv.conf and
+    // hostname separately, and a recursive read-only bind could leave them
+    // writable; they are simply not in the jail.
+    let body = service
+        .ok("import os\ndef main():\n    return [os.path.exists(p) for p in ['/etc', '/etc/passwd', '/etc/hosts', '/root', '/home', '/var']]")
+        .await;
+    assert_eq!(body["result"], json!([false, false, false, false, false, false]), "no host files");
 }
 
 #[tokio::test]
