@@ -630,6 +630,7 @@ def machine() -> dict:
     except (OSError, AttributeError):
         osname = "?"
     return {"nproc": os.cpu_count(), "kernel": platform.release(), "cpu": cpu, "memory": mem,
+            "loadavg_start": os.getloadavg(),
             "os": osname, "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
 
 
@@ -657,7 +658,9 @@ def render(res: dict) -> str:
     L.append(f"# pyexec benchmark ({'quick' if res['quick'] else 'full'} run, {m['date']})")
     L.append("")
     L.append(f"Machine: {m['nproc']} CPUs ({m['cpu']}), {m['memory']} RAM, kernel {m['kernel']}, "
-             f"{m['os']}. pyexec workers: {px.get('workers', 'n/a')}. "
+             f"{m['os']}. Load average (1 min) {m['loadavg_start'][0]:.2f} at start, "
+             f"{m.get('loadavg_end', (float('nan'),))[0]:.2f} at end (other processes share the "
+             f"CPUs when it is above ~0.5). pyexec workers: {px.get('workers', 'n/a')}. "
              f"Command: `{res['command']}`.")
     L.append("")
     L.append("## Latency, sequential (one request at a time), milliseconds")
@@ -854,6 +857,7 @@ def main() -> int:
         finally:
             svc.stop()
 
+    res["machine"]["loadavg_end"] = os.getloadavg()
     res["targets"] = targets(res)
     res["elapsed_s"] = time.monotonic() - t_start
     md = render(res)

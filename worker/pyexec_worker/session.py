@@ -43,6 +43,7 @@ class Spare:
         self.init_pid: int | None = None
         self.exit_status: int | None = None
         self._reaped = False
+        self._runner_ready = False
         self._open = set(ends.as_list())
 
     def close(self, fd: int) -> None:
@@ -63,8 +64,11 @@ class Spare:
             if not poller.poll(remaining * 1000):
                 continue
             for line in self.status.read_lines():
-                if self.status_line(line) == "ready":
-                    return
+                self.status_line(line)
+            # Both lines are needed: the runner's "ready" can overtake the
+            # intermediate's "pid", and without the pid there is no kill.
+            if self._runner_ready and self.init_pid is not None:
+                return
             if self.status.eof:
                 raise SpareError("the spare exited during setup without saying why")
 
@@ -72,6 +76,8 @@ class Spare:
         word, _, rest = line.partition(" ")
         if word == "pid" and self.init_pid is None:
             self.init_pid = int(rest)
+        elif word == "ready":
+            self._runner_ready = True
         elif word == "exit" and self.exit_status is None:
             self.exit_status = int(rest)
         elif word == "error":

@@ -347,11 +347,14 @@ def test_nothing_survives_into_the_next_run(zygote):
         "pids": ["1", "2"],
     }
     # On the host: nsjail's tree is the zygote, the fork server and one spare.
-    deadline = time.monotonic() + 3
+    # The pong comes after the zygote has reaped the run and made its spare.
+    zygote.send({"type": "ping", "id": 5})
+    assert zygote.recv() == {"type": "pong", "id": 5}
+    deadline = time.monotonic() + 2  # the fork server reaps its intermediate
     while len(descendants(zygote.proc.pid)) != 4 and time.monotonic() < deadline:
         time.sleep(0.05)
     tree = descendants(zygote.proc.pid)
-    assert len(tree) == 4, {pid: Path(f"/proc/{pid}/stat").read_text() for pid in tree}
+    assert len(tree) == 4, [Path(f"/proc/{pid}/stat").read_text().split()[:5] for pid in sorted(tree)]
 
 
 def test_numpy_and_random_reseeded_per_run(zygote):
