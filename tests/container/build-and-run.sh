@@ -72,7 +72,9 @@ fi
 
 # ---------------------------------------------------------------- podman config
 umask 022
-mkdir -p "$cache/conf" "$cache/storage" /run/pyexec-podman
+# Run state (locks, container state) per storage dir, so two caches never mix.
+runroot=/run/pyexec-podman/$(printf %s "$cache" | md5sum | cut -c1-12)
+mkdir -p "$cache/conf" "$cache/storage" "$runroot"
 # podman's default ulimits (1048576 open files) are above this machine's hard
 # limits, which runc then fails to set: cap them at what the host allows.
 cap() { local h; h=$(ulimit -H "$1"); [ "$h" = unlimited ] && h=$2; [ "$h" -gt "$2" ] && h=$2; echo "$h"; }
@@ -87,12 +89,13 @@ log_driver = "k8s-file"
 runtime = "runc"
 cgroup_manager = "cgroupfs"
 events_logger = "file"
+tmp_dir = "$runroot/libpod"
 EOF
 cat >"$cache/conf/storage.conf" <<EOF
 [storage]
 driver = "overlay"
 graphroot = "$cache/storage"
-runroot = "/run/pyexec-podman"
+runroot = "$runroot"
 EOF
 cat >"$cache/conf/registries.conf" <<'EOF'
 unqualified-search-registries = ["docker.io"]

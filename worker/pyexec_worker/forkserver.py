@@ -59,7 +59,17 @@ class ForkServer:
         except OSError as exc:
             raise ForkServerError(f"fork server unreachable: {exc}") from None
         if msg == b"s" and len(fds) == 5:
-            return spare.ZygoteEnds(*fds)
+            # Wait for "the intermediate is reaped": only then is the run
+            # init our child, so that we (and only we) can reap it later.
+            try:
+                ack = self._sock.recv(16)
+            except OSError:
+                ack = b""
+            if ack == b"r":
+                return spare.ZygoteEnds(*fds)
+            for fd in fds:
+                os.close(fd)
+            raise ForkServerError("fork server exited")
         for fd in fds:
             os.close(fd)
         if msg.startswith(b"e"):
@@ -88,5 +98,7 @@ def _serve(cfg: ZygoteConfig, sock: socket.socket) -> None:
         finally:
             for fd in ends.as_list():
                 os.close(fd)
-            # The intermediate exits right after forking the run init.
+            # The intermediate exits right after forking the run init, which
+            # is then re-parented to the zygote (a subreaper): tell it so.
             os.waitpid(pid, 0)
+        sock.send(b"r")
