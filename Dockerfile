@@ -29,13 +29,14 @@ ARG PYEXEC_BINARY=build
 # ---------------------------------------------------------------------------
 FROM docker.io/library/rust:1.95-slim-bookworm AS binary-build
 WORKDIR /src
+# Everything the crate's build reads (add build.rs or other inputs here).
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 RUN cargo build --release --locked \
  && install -m 0755 target/release/pyexec /pyexec
 
 # ---------------------------------------------------------------------------
-FROM debian:12.15-slim AS binary-prebuilt
+FROM scratch AS binary-prebuilt
 # .dockerignore excludes target/ except this one file.
 COPY target/release/pyexec /pyexec
 
@@ -53,8 +54,8 @@ COPY python/requirements-sandbox.txt /tmp/requirements-sandbox.txt
 # The venv must be built from Debian's /usr/bin/python3: the jail runs as an
 # unprivileged uid and bind-mounts the venv and /usr read-only, so every path
 # must be world-readable. pip and setuptools are removed afterwards (a run
-# has no network and nothing to install), and so are the packages' own test
-# suites (never imported; ~40% of numpy+pandas on disk).
+# has no network and nothing to install), and so are numpy's and pandas' own
+# test suites (never imported by a run).
 RUN umask 022 \
  && python3 -m venv /opt/pyexec/venv \
  && /opt/pyexec/venv/bin/pip install --no-cache-dir --disable-pip-version-check \

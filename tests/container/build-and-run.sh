@@ -3,7 +3,7 @@
 # runs the image --privileged on a loopback port and sends it the seed
 # examples plus timeout / memory-limit / isolation cases.
 #
-#   tests/container/build-and-run.sh              # build + run + check
+#   tests/container/build-and-run.sh [target/release/pyexec]  # build + run + check
 #   tests/container/build-and-run.sh --base-only  # only create the base image
 #   tests/container/build-and-run.sh --keep       # leave the container running
 #   tests/container/build-and-run.sh --from-source
@@ -46,7 +46,14 @@ for arg in "$@"; do
     --keep) keep=true ;;
     --base-only) base_only=true ;;
     --from-source) from_source=true ;;
-    *) echo "build-and-run.sh: unknown argument $arg" >&2; exit 64 ;;
+    -*) echo "build-and-run.sh: unknown argument $arg" >&2; exit 64 ;;
+    *)
+      # The host-built binary (scripts/test.sh passes it): the Dockerfile's
+      # prebuilt stage copies target/release/pyexec from the build context.
+      if [ "$(realpath "$arg")" != "$(realpath -m "$root/target/release/pyexec")" ]; then
+        echo "build-and-run.sh: the binary must be $root/target/release/pyexec (got $arg)" >&2
+        exit 64
+      fi ;;
   esac
 done
 
@@ -235,13 +242,20 @@ if ! podman build --pull=never --layers \
   fail_early "podman build failed (log: $cache/build.log)"
 fi
 build_secs=$(( $(date +%s) - build_start ))
+# Keep the layer cache of recent builds (reruns take seconds), drop old ones.
+podman image prune -f --filter until=168h >/dev/null 2>&1 || true
 size_bytes=$(podman image inspect --format '{{.Size}}' "$image")
 log "built $image in ${build_secs}s"
 
 # ---------------------------------------------------------------- run
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 name="pyexec-ct-$$"
+# An API token, as the Deployment passes it from its Secret: the checks send
+# it, and check that a run cannot see it.
+token_file=$(mktemp)
+python3 -c 'import secrets; print(secrets.token_hex(16))' >"$token_file"
 cleanup() {
+  rm -f "$token_file"
   if ! $keep; then
     podman rm -f -t 0 "$name" >/dev/null 2>&1 || true
   fi
@@ -255,12 +269,14 @@ podman run -d --privileged --name "$name" \
   --read-only --read-only-tmpfs=false --tmpfs /tmp:rw,size=64m,mode=1777 \
   -p "127.0.0.1:$port:8080" \
   -e PYEXEC_WORKERS="$workers" \
+  -e PYEXEC_API_TOKEN="$(cat "$token_file")" \
   "$image" >/dev/null || fail_early "podman run failed"
 
 set +e
 python3 "$here/smoke.py" \
   --url "http://127.0.0.1:$port" \
   --container "$name" \
+  --token-file "$token_file" \
   --started-at "$run_start" \
   --image-size "$size_bytes" \
   --build-secs "$build_secs"

@@ -18,6 +18,7 @@ silently:
 
 Usage: render_kustomize.py DIR  -> multi-document YAML on stdout.
 """
+
 from __future__ import annotations
 
 import copy
@@ -28,15 +29,32 @@ import yaml
 
 ALLOWED_KEYS = {"apiVersion", "kind", "namespace", "resources", "patches", "images"}
 CLUSTER_SCOPED = {
-    "Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
-    "PriorityClass", "StorageClass", "PersistentVolume", "RuntimeClass",
-    "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration",
+    "Namespace",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "CustomResourceDefinition",
+    "PriorityClass",
+    "StorageClass",
+    "PersistentVolume",
+    "RuntimeClass",
+    "ValidatingWebhookConfiguration",
+    "MutatingWebhookConfiguration",
 }
 # kustomize's legacy output order (the kinds used here, then everything else).
 ORDER = [
-    "Namespace", "ResourceQuota", "LimitRange", "ServiceAccount", "Secret",
-    "ConfigMap", "Service", "Deployment", "StatefulSet", "DaemonSet",
-    "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy",
+    "Namespace",
+    "ResourceQuota",
+    "LimitRange",
+    "ServiceAccount",
+    "Secret",
+    "ConfigMap",
+    "Service",
+    "Deployment",
+    "StatefulSet",
+    "DaemonSet",
+    "HorizontalPodAutoscaler",
+    "PodDisruptionBudget",
+    "NetworkPolicy",
 ]
 
 
@@ -65,8 +83,10 @@ def _merge(base, patch):
                 out[k] = copy.deepcopy(v)
         return out
     if (
-        isinstance(base, list) and isinstance(patch, list)
-        and base and patch
+        isinstance(base, list)
+        and isinstance(patch, list)
+        and base
+        and patch
         and all(isinstance(x, dict) and "name" in x for x in base + patch)
     ):
         out = [copy.deepcopy(x) for x in base]
@@ -108,7 +128,9 @@ def _set_images(docs: list[dict], images: list[dict]) -> None:
                     tag, digest = str(spec["newTag"]), ""
                 if "digest" in spec:
                     tag, digest = "", spec["digest"]
-                c["image"] = name + (f":{tag}" if tag else "") + (f"@{digest}" if digest else "")
+                c["image"] = (
+                    name + (f":{tag}" if tag else "") + (f"@{digest}" if digest else "")
+                )
 
 
 def render(directory: Path) -> list[dict]:
@@ -128,9 +150,15 @@ def render(directory: Path) -> list[dict]:
             raise RenderError(f"{kfile}: only `patches: - path: FILE` is supported")
         for pdoc in _load_docs(directory / patch["path"]):
             key = (pdoc["kind"], pdoc["metadata"]["name"])
-            hits = [i for i, d in enumerate(docs) if (d["kind"], d["metadata"]["name"]) == key]
+            hits = [
+                i
+                for i, d in enumerate(docs)
+                if (d["kind"], d["metadata"]["name"]) == key
+            ]
             if len(hits) != 1:
-                raise RenderError(f"{kfile}: patch {patch['path']} matches {len(hits)} objects")
+                raise RenderError(
+                    f"{kfile}: patch {patch['path']} matches {len(hits)} objects"
+                )
             docs[hits[0]] = _merge(docs[hits[0]], pdoc)
     if "namespace" in k:
         for d in docs:
@@ -141,11 +169,23 @@ def render(directory: Path) -> list[dict]:
     _set_images(docs, k.get("images", []))
     seen = set()
     for d in docs:
-        key = (d["apiVersion"].split("/")[0], d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"])
+        key = (
+            d["apiVersion"].split("/")[0],
+            d["kind"],
+            d["metadata"].get("namespace"),
+            d["metadata"]["name"],
+        )
         if key in seen:
             raise RenderError(f"{kfile}: duplicate object {key}")
         seen.add(key)
-    return sorted(docs, key=lambda d: (ORDER.index(d["kind"]) if d["kind"] in ORDER else len(ORDER), d["kind"], d["metadata"]["name"]))
+    return sorted(
+        docs,
+        key=lambda d: (
+            ORDER.index(d["kind"]) if d["kind"] in ORDER else len(ORDER),
+            d["kind"],
+            d["metadata"]["name"],
+        ),
+    )
 
 
 def main() -> int:

@@ -8,6 +8,7 @@ memory sizing).
 Usage: validate_manifests.py [--k8s-versions 1.37.0,1.31.0]
 Final line: `manifests: N passed, M failed`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,9 +24,15 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 DEPLOY = ROOT / "deploy"
 sys.path.insert(0, str(HERE))
-from render_kustomize import RenderError, render  # noqa: E402
+from render_kustomize import RenderError, render
 
-BUILTIN_GROUPS = {"v1", "apps/v1", "autoscaling/v2", "policy/v1", "networking.k8s.io/v1"}
+BUILTIN_GROUPS = {
+    "v1",
+    "apps/v1",
+    "autoscaling/v2",
+    "policy/v1",
+    "networking.k8s.io/v1",
+}
 RENDERS = ["base", "overlays/gke", "overlays/prometheus-operator"]
 POD_LABELS = {"app.kubernetes.io/name": "pyexec", "app.kubernetes.io/component": "api"}
 # Measured idle worker (nsjail + zygote with numpy+pandas): ~47 MiB PSS.
@@ -50,8 +57,18 @@ def mib(q: str) -> float:
     if not m:
         raise ValueError(f"bad quantity {q}")
     n = float(m.group(1))
-    return n * {None: 1 / 2**20, "Ki": 1 / 1024, "Mi": 1, "Gi": 1024,
-                "K": 1e3 / 2**20, "M": 1e6 / 2**20, "G": 1e9 / 2**20}[m.group(2)]
+    return (
+        n
+        * {
+            None: 1 / 2**20,
+            "Ki": 1 / 1024,
+            "Mi": 1,
+            "Gi": 1024,
+            "K": 1e3 / 2**20,
+            "M": 1e6 / 2**20,
+            "G": 1e9 / 2**20,
+        }[m.group(2)]
+    )
 
 
 def cores(q: str) -> float:
@@ -73,15 +90,28 @@ def validate_builtin(label: str, docs: list[dict], versions: list[str]) -> None:
             files.append((d, f))
         for version in versions:
             proc = subprocess.run(
-                ["kubernetes-validate", "--strict", "-k", version, *[str(f) for _, f in files]],
-                capture_output=True, text=True,
+                [
+                    "kubernetes-validate",
+                    "--strict",
+                    "-k",
+                    version,
+                    *[str(f) for _, f in files],
+                ],
+                check=False,
+                capture_output=True,
+                text=True,
             )
             out = proc.stdout + proc.stderr
             for d, f in files:
                 lines = [ln for ln in out.splitlines() if str(f) in ln]
-                good = lines and all(ln.startswith("INFO") and "passed" in ln for ln in lines)
-                check(f"[{label}] kubernetes-validate --strict {version} {d['kind']}/{d['metadata']['name']}",
-                      bool(good), "\n      ".join(lines) or out.strip()[-400:])
+                good = lines and all(
+                    ln.startswith("INFO") and "passed" in ln for ln in lines
+                )
+                check(
+                    f"[{label}] kubernetes-validate --strict {version} {d['kind']}/{d['metadata']['name']}",
+                    bool(good),
+                    "\n      ".join(lines) or out.strip()[-400:],
+                )
 
 
 def check_podmonitoring(label: str, pm: dict, deployment: dict) -> None:
@@ -90,27 +120,51 @@ def check_podmonitoring(label: str, pm: dict, deployment: dict) -> None:
     if pm["apiVersion"] != "monitoring.googleapis.com/v1":
         problems.append(f"apiVersion {pm['apiVersion']}")
     if only_keys(pm, {"apiVersion", "kind", "metadata", "spec"}):
-        problems.append(f"top-level keys {only_keys(pm, {'apiVersion', 'kind', 'metadata', 'spec'})}")
+        problems.append(
+            f"top-level keys {only_keys(pm, {'apiVersion', 'kind', 'metadata', 'spec'})}"
+        )
     if pm["metadata"].get("namespace") != "pyexec":
         problems.append("namespace is not pyexec")
     spec = pm.get("spec", {})
-    extra = only_keys(spec, {"selector", "endpoints", "targetLabels", "limits", "filterRunning"})
+    extra = only_keys(
+        spec, {"selector", "endpoints", "targetLabels", "limits", "filterRunning"}
+    )
     if extra:
         problems.append(f"unknown spec keys {extra}")
     if spec.get("selector", {}).get("matchLabels") != POD_LABELS:
         problems.append("selector does not match the pod labels")
-    ports = {p["name"] for c in deployment["spec"]["template"]["spec"]["containers"] for p in c.get("ports", [])}
+    ports = {
+        p["name"]
+        for c in deployment["spec"]["template"]["spec"]["containers"]
+        for p in c.get("ports", [])
+    }
     eps = spec.get("endpoints") or []
     if not eps:
         problems.append("no endpoints")
     for ep in eps:
-        extra = only_keys(ep, {"port", "path", "scheme", "interval", "timeout", "params",
-                               "proxyUrl", "metricRelabeling", "authorization", "basicAuth",
-                               "oauth2", "tls"})
+        extra = only_keys(
+            ep,
+            {
+                "port",
+                "path",
+                "scheme",
+                "interval",
+                "timeout",
+                "params",
+                "proxyUrl",
+                "metricRelabeling",
+                "authorization",
+                "basicAuth",
+                "oauth2",
+                "tls",
+            },
+        )
         if extra:
             problems.append(f"unknown endpoint keys {extra}")
         if ep.get("port") not in ports:
-            problems.append(f"endpoint port {ep.get('port')} is not a container port name {ports}")
+            problems.append(
+                f"endpoint port {ep.get('port')} is not a container port name {ports}"
+            )
         if ep.get("path") != "/metrics":
             problems.append("endpoint path is not /metrics")
         if not re.fullmatch(r"\d+(ms|s|m)", str(ep.get("interval", "30s"))):
@@ -126,24 +180,52 @@ def check_servicemonitor(label: str, sm: dict, service: dict) -> None:
     if sm["metadata"].get("namespace") != "pyexec":
         problems.append("namespace is not pyexec")
     spec = sm.get("spec", {})
-    extra = only_keys(spec, {"selector", "endpoints", "namespaceSelector", "jobLabel",
-                             "targetLabels", "podTargetLabels", "sampleLimit"})
+    extra = only_keys(
+        spec,
+        {
+            "selector",
+            "endpoints",
+            "namespaceSelector",
+            "jobLabel",
+            "targetLabels",
+            "podTargetLabels",
+            "sampleLimit",
+        },
+    )
     if extra:
         problems.append(f"unknown spec keys {extra}")
     sel = spec.get("selector", {}).get("matchLabels", {})
-    if not sel or any(service["metadata"].get("labels", {}).get(k) != v for k, v in sel.items()):
+    if not sel or any(
+        service["metadata"].get("labels", {}).get(k) != v for k, v in sel.items()
+    ):
         problems.append("selector does not match the Service's labels")
     if spec.get("namespaceSelector", {}).get("matchNames") not in (None, ["pyexec"]):
         problems.append("namespaceSelector is not pyexec")
     svc_ports = {p["name"] for p in service["spec"]["ports"]}
     for ep in spec.get("endpoints") or [{}]:
-        extra = only_keys(ep, {"port", "targetPort", "path", "scheme", "interval", "scrapeTimeout",
-                               "honorLabels", "relabelings", "metricRelabelings", "bearerTokenSecret",
-                               "authorization", "tlsConfig"})
+        extra = only_keys(
+            ep,
+            {
+                "port",
+                "targetPort",
+                "path",
+                "scheme",
+                "interval",
+                "scrapeTimeout",
+                "honorLabels",
+                "relabelings",
+                "metricRelabelings",
+                "bearerTokenSecret",
+                "authorization",
+                "tlsConfig",
+            },
+        )
         if extra:
             problems.append(f"unknown endpoint keys {extra}")
         if ep.get("port") not in svc_ports:
-            problems.append(f"endpoint port {ep.get('port')} is not a Service port name {svc_ports}")
+            problems.append(
+                f"endpoint port {ep.get('port')} is not a Service port name {svc_ports}"
+            )
         if ep.get("path") != "/metrics":
             problems.append("endpoint path is not /metrics")
     check(name, not problems, "; ".join(problems))
@@ -159,46 +241,81 @@ def check_consistency(label: str, by_kind: dict[str, dict]) -> None:
         return str(env.get(name, {}).get("value", default))
 
     tmpl_labels = dep["spec"]["template"]["metadata"]["labels"]
-    check(f"[{label}] Deployment selector matches its pod labels",
-          dep["spec"]["selector"]["matchLabels"].items() <= tmpl_labels.items())
+    check(
+        f"[{label}] Deployment selector matches its pod labels",
+        dep["spec"]["selector"]["matchLabels"].items() <= tmpl_labels.items(),
+    )
     svc = by_kind["Service"]
-    check(f"[{label}] Service selects the pods and targets the http port",
-          svc["spec"]["selector"].items() <= tmpl_labels.items()
-          and all(p["targetPort"] in ("http", 8080) for p in svc["spec"]["ports"]))
+    check(
+        f"[{label}] Service selects the pods and targets the http port",
+        svc["spec"]["selector"].items() <= tmpl_labels.items()
+        and all(p["targetPort"] in ("http", 8080) for p in svc["spec"]["ports"]),
+    )
     pdb = by_kind["PodDisruptionBudget"]
-    check(f"[{label}] PodDisruptionBudget selects the pods",
-          pdb["spec"]["selector"]["matchLabels"].items() <= tmpl_labels.items())
+    check(
+        f"[{label}] PodDisruptionBudget selects the pods",
+        pdb["spec"]["selector"]["matchLabels"].items() <= tmpl_labels.items(),
+    )
     hpa = by_kind["HorizontalPodAutoscaler"]
     tgt = hpa["spec"]["scaleTargetRef"]
-    check(f"[{label}] HPA targets the Deployment, min >= 2, CPU metric present",
-          tgt["kind"] == "Deployment" and tgt["name"] == dep["metadata"]["name"]
-          and hpa["spec"]["minReplicas"] >= 2
-          and any(m["type"] == "Resource" and m["resource"]["name"] == "cpu" for m in hpa["spec"]["metrics"]))
-    check(f"[{label}] Deployment leaves replicas to the HPA", "replicas" not in dep["spec"])
-    check(f"[{label}] container is privileged (nsjail creates namespaces)",
-          c.get("securityContext", {}).get("privileged") is True)
-    check(f"[{label}] readinessProbe GET /ready, livenessProbe GET /health on the http port",
-          c["readinessProbe"]["httpGet"]["path"] == "/ready"
-          and c["livenessProbe"]["httpGet"]["path"] == "/health"
-          and c["readinessProbe"]["httpGet"]["port"] in ("http", 8080)
-          and c["livenessProbe"]["httpGet"]["port"] in ("http", 8080))
-    check(f"[{label}] listens on 0.0.0.0:8080 = containerPort",
-          envval("PYEXEC_LISTEN", "") == "0.0.0.0:8080"
-          and any(p["containerPort"] == 8080 and p["name"] == "http" for p in c["ports"]))
-    wref = env.get("PYEXEC_WORKERS", {}).get("valueFrom", {}).get("resourceFieldRef", {})
-    check(f"[{label}] PYEXEC_WORKERS follows requests.cpu",
-          wref.get("resource") == "requests.cpu" and str(wref.get("divisor")) == "1"
-          and wref.get("containerName") == c["name"])
+    check(
+        f"[{label}] HPA targets the Deployment, min >= 2, CPU metric present",
+        tgt["kind"] == "Deployment"
+        and tgt["name"] == dep["metadata"]["name"]
+        and hpa["spec"]["minReplicas"] >= 2
+        and any(
+            m["type"] == "Resource" and m["resource"]["name"] == "cpu"
+            for m in hpa["spec"]["metrics"]
+        ),
+    )
+    check(
+        f"[{label}] Deployment leaves replicas to the HPA",
+        "replicas" not in dep["spec"],
+    )
+    check(
+        f"[{label}] container is privileged (nsjail creates namespaces)",
+        c.get("securityContext", {}).get("privileged") is True,
+    )
+    check(
+        f"[{label}] readinessProbe GET /ready, livenessProbe GET /health on the http port",
+        c["readinessProbe"]["httpGet"]["path"] == "/ready"
+        and c["livenessProbe"]["httpGet"]["path"] == "/health"
+        and c["readinessProbe"]["httpGet"]["port"] in ("http", 8080)
+        and c["livenessProbe"]["httpGet"]["port"] in ("http", 8080),
+    )
+    check(
+        f"[{label}] listens on 0.0.0.0:8080 = containerPort",
+        envval("PYEXEC_LISTEN", "") == "0.0.0.0:8080"
+        and any(p["containerPort"] == 8080 and p["name"] == "http" for p in c["ports"]),
+    )
+    wref = (
+        env.get("PYEXEC_WORKERS", {}).get("valueFrom", {}).get("resourceFieldRef", {})
+    )
+    check(
+        f"[{label}] PYEXEC_WORKERS follows requests.cpu",
+        wref.get("resource") == "requests.cpu"
+        and str(wref.get("divisor")) == "1"
+        and wref.get("containerName") == c["name"],
+    )
     # Shutdown timing: preStop + drain deadline fit in the grace period, and
     # the drain deadline covers the longest run plus its queue wait.
     pre = c["lifecycle"]["preStop"]
-    pre_secs = (pre["sleep"]["seconds"] if "sleep" in pre
-                else int(pre["exec"]["command"][-1]) if "exec" in pre else 0)
+    pre_secs = (
+        pre["sleep"]["seconds"]
+        if "sleep" in pre
+        else int(pre["exec"]["command"][-1])
+        if "exec" in pre
+        else 0
+    )
     drain = float(envval("PYEXEC_SHUTDOWN_TIMEOUT_SECS", "30"))
-    longest = float(envval("PYEXEC_MAX_TIMEOUT_SECS", "60")) + float(envval("PYEXEC_QUEUE_TIMEOUT_SECS", "5"))
+    longest = float(envval("PYEXEC_MAX_TIMEOUT_SECS", "60")) + float(
+        envval("PYEXEC_QUEUE_TIMEOUT_SECS", "5")
+    )
     grace = pod["terminationGracePeriodSeconds"]
-    check(f"[{label}] grace {grace}s >= preStop {pre_secs}s + drain {drain:g}s >= longest run+queue {longest:g}s",
-          grace >= pre_secs + drain and drain >= longest)
+    check(
+        f"[{label}] grace {grace}s >= preStop {pre_secs}s + drain {drain:g}s >= longest run+queue {longest:g}s",
+        grace >= pre_secs + drain and drain >= longest,
+    )
     # Memory sizing from the measured per-worker footprint.
     workers = max(1, int(-(-cores(c["resources"]["requests"]["cpu"]) // 1)))
     max_mem = int(envval("PYEXEC_MAX_MEMORY_MIB", "1024"))
@@ -208,36 +325,68 @@ def check_consistency(label: str, by_kind: dict[str, dict]) -> None:
     need_request = SERVICE_MIB + workers * (WORKER_MIB + def_mem)
     lim = mib(c["resources"]["limits"]["memory"])
     req = mib(c["resources"]["requests"]["memory"])
-    check(f"[{label}] memory limit {lim:.0f}Mi >= {need_limit} (W={workers}, max run {max_mem}Mi)",
-          lim >= need_limit, "raise limits.memory or lower PYEXEC_MAX_MEMORY_MIB")
-    check(f"[{label}] memory request {req:.0f}Mi >= {need_request} (W={workers}, default run {def_mem}Mi)",
-          need_request <= req <= lim)
-    check(f"[{label}] service account token not mounted", pod.get("automountServiceAccountToken") is False)
+    check(
+        f"[{label}] memory limit {lim:.0f}Mi >= {need_limit} (W={workers}, max run {max_mem}Mi)",
+        lim >= need_limit,
+        "raise limits.memory or lower PYEXEC_MAX_MEMORY_MIB",
+    )
+    check(
+        f"[{label}] memory request {req:.0f}Mi >= {need_request} (W={workers}, default run {def_mem}Mi)",
+        need_request <= req <= lim,
+    )
+    check(
+        f"[{label}] service account token not mounted",
+        pod.get("automountServiceAccountToken") is False,
+    )
     ns = by_kind.get("Namespace")
-    check(f"[{label}] Namespace allows privileged pods (Pod Security)",
-          ns is not None and ns["metadata"]["labels"].get("pod-security.kubernetes.io/enforce") == "privileged")
-    check(f"[{label}] no runtimeClassName (GKE Sandbox/gVisor cannot run nsjail)",
-          "runtimeClassName" not in pod)
+    check(
+        f"[{label}] Namespace allows privileged pods (Pod Security)",
+        ns is not None
+        and ns["metadata"]["labels"].get("pod-security.kubernetes.io/enforce")
+        == "privileged",
+    )
+    check(
+        f"[{label}] no runtimeClassName (GKE Sandbox/gVisor cannot run nsjail)",
+        "runtimeClassName" not in pod,
+    )
 
 
 def check_adapter_values() -> None:
     p = DEPLOY / "overlays/prometheus-operator/prometheus-adapter-values.yaml"
     v = yaml.safe_load(p.read_text())
     rules = v.get("rules", {}).get("custom", [])
-    hpa = yaml.safe_load((DEPLOY / "overlays/prometheus-operator/hpa-saturation.yaml").read_text())
-    wanted = {m["pods"]["metric"]["name"] for m in hpa["spec"]["metrics"] if m["type"] == "Pods"}
+    hpa = yaml.safe_load(
+        (DEPLOY / "overlays/prometheus-operator/hpa-saturation.yaml").read_text()
+    )
+    wanted = {
+        m["pods"]["metric"]["name"]
+        for m in hpa["spec"]["metrics"]
+        if m["type"] == "Pods"
+    }
     defined = {r.get("name", {}).get("as") for r in rules}
-    ok = bool(rules) and wanted <= defined and all(
-        {"seriesQuery", "resources", "name", "metricsQuery"} <= set(r)
-        and "pyexec_workers" in r["metricsQuery"] for r in rules)
-    check("[prometheus-operator] prometheus-adapter rule defines the HPA's custom metric", ok,
-          f"HPA wants {wanted}, adapter defines {defined}")
+    ok = (
+        bool(rules)
+        and wanted <= defined
+        and all(
+            {"seriesQuery", "resources", "name", "metricsQuery"} <= set(r)
+            and "pyexec_workers" in r["metricsQuery"]
+            for r in rules
+        )
+    )
+    check(
+        "[prometheus-operator] prometheus-adapter rule defines the HPA's custom metric",
+        ok,
+        f"HPA wants {wanted}, adapter defines {defined}",
+    )
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--k8s-versions", default="1.37.0,1.31.0",
-                    help="Kubernetes versions to validate against (newest and oldest GKE-supported)")
+    ap.add_argument(
+        "--k8s-versions",
+        default="1.37.0,1.31.0",
+        help="Kubernetes versions to validate against (newest and oldest GKE-supported)",
+    )
     args = ap.parse_args()
     versions = args.k8s_versions.split(",")
     for label in RENDERS:
@@ -248,11 +397,20 @@ def main() -> int:
             continue
         check(f"[{label}] renders ({len(docs)} objects)", True)
         by_kind = {d["kind"]: d for d in docs}
-        check(f"[{label}] every object in namespace pyexec",
-              all(d["metadata"].get("namespace") == "pyexec" for d in docs if d["kind"] != "Namespace"))
+        check(
+            f"[{label}] every object in namespace pyexec",
+            all(
+                d["metadata"].get("namespace") == "pyexec"
+                for d in docs
+                if d["kind"] != "Namespace"
+            ),
+        )
         validate_builtin(label, docs, versions)
         for d in docs:
-            if d["apiVersion"] not in BUILTIN_GROUPS and d["kind"] not in ("PodMonitoring", "ServiceMonitor"):
+            if d["apiVersion"] not in BUILTIN_GROUPS and d["kind"] not in (
+                "PodMonitoring",
+                "ServiceMonitor",
+            ):
                 check(f"[{label}] {d['kind']} is a known kind", False, d["apiVersion"])
         if "PodMonitoring" in by_kind:
             check_podmonitoring(label, by_kind["PodMonitoring"], by_kind["Deployment"])
@@ -262,14 +420,29 @@ def main() -> int:
         if label == "overlays/gke":
             dep_pod = by_kind["Deployment"]["spec"]["template"]["spec"]
             check("[overlays/gke] PodMonitoring present", "PodMonitoring" in by_kind)
-            check("[overlays/gke] pinned to the dedicated sandbox node pool (selector + toleration)",
-                  dep_pod.get("nodeSelector", {}).get("pyexec.dev/sandbox") == "true"
-                  and any(t.get("key") == "pyexec.dev/sandbox" for t in dep_pod.get("tolerations", [])))
-            check("[overlays/gke] HPA has a Managed Prometheus pool-saturation metric",
-                  any(m["type"] == "Pods" and m["pods"]["metric"]["name"].startswith("prometheus.googleapis.com|pyexec_")
-                      for m in by_kind["HorizontalPodAutoscaler"]["spec"]["metrics"]))
+            check(
+                "[overlays/gke] pinned to the dedicated sandbox node pool (selector + toleration)",
+                dep_pod.get("nodeSelector", {}).get("pyexec.dev/sandbox") == "true"
+                and any(
+                    t.get("key") == "pyexec.dev/sandbox"
+                    for t in dep_pod.get("tolerations", [])
+                ),
+            )
+            check(
+                "[overlays/gke] HPA has a Managed Prometheus pool-saturation metric",
+                any(
+                    m["type"] == "Pods"
+                    and m["pods"]["metric"]["name"].startswith(
+                        "prometheus.googleapis.com|pyexec_"
+                    )
+                    for m in by_kind["HorizontalPodAutoscaler"]["spec"]["metrics"]
+                ),
+            )
         if label == "overlays/prometheus-operator":
-            check("[overlays/prometheus-operator] ServiceMonitor present", "ServiceMonitor" in by_kind)
+            check(
+                "[overlays/prometheus-operator] ServiceMonitor present",
+                "ServiceMonitor" in by_kind,
+            )
     check_adapter_values()
     print(f"manifests: {passed} passed, {failed} failed")
     return 1 if failed else 0
