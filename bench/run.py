@@ -37,6 +37,7 @@ import argparse
 import datetime as _dt
 import http.client
 import json
+import math
 import multiprocessing
 import os
 import platform
@@ -72,6 +73,8 @@ EXPECTED = {
     "trivial": {"sum": 4},
     "pandas_rows": 1000,
 }
+
+PACED_GAP_S = 0.02
 
 TARGETS = {
     "trivial_p50_ms": 2.0,
@@ -150,7 +153,7 @@ class Service:
         if self.workers:
             args += ["--workers", str(self.workers)]
         log(f"starting {' '.join(args)} (log: {self.log_path})")
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         env = dict(os.environ)
         env.setdefault("RUST_LOG", "warn")
         if ("PYEXEC_WORKER_DIR" not in env and not (HOME / "worker").is_dir()
@@ -244,7 +247,10 @@ def hist_mean_ms(before: dict, after: dict, name: str) -> float | None:
 # --------------------------------------------------------------------------- pyexec over HTTP
 
 
-def http_sequential(svc: Service, name: str, n: int, warmup: int) -> dict:
+def http_sequential(svc: Service, name: str, n: int, warmup: int, gap_s: float = 0.0) -> dict:
+    """n requests one after the other on one keep-alive connection; with
+    ``gap_s`` the client pauses between them (the worker has time to fork its
+    next spare, as when requests do not arrive back to back)."""
     body = body_for(SCRIPTS[name])
     headers = {"Content-Type": "application/json"}
     conn = http.client.HTTPConnection("127.0.0.1", svc.port, timeout=30)
@@ -255,6 +261,7 @@ def http_sequential(svc: Service, name: str, n: int, warmup: int) -> dict:
     for i in range(warmup + n):
         if i == warmup:
             m0 = svc.metrics()
+            c0 = cpu_snapshot(svc.proc.pid)
         t0 = time.perf_counter_ns()
         try:
             conn.request("POST", "/execute", body, headers)
@@ -276,13 +283,17 @@ def http_sequential(svc: Service, name: str, n: int, warmup: int) -> dict:
             conn.close()
             reconnects += 1
             conn = http.client.HTTPConnection("127.0.0.1", svc.port, timeout=30)
+        if gap_s:
+            time.sleep(gap_s)
         if i >= warmup:
             lat.append((t1 - t0) / 1e6)
             if isinstance(doc.get("duration_ms"), (int, float)):
                 run_ms.append(float(doc["duration_ms"]))
     conn.close()
+    c1 = cpu_snapshot(svc.proc.pid)
     m1 = svc.metrics()
     out = summary(lat)
+    out["cpu_ms_per_request"] = cpu_per_request(c0, c1, len(lat))
     out["reconnects"] = reconnects
     out["server_duration_ms_p50"] = pct(run_ms, 50) if run_ms else None
     out["server_duration_ms_mean"] = statistics.fmean(run_ms) if run_ms else None
@@ -332,6 +343,9 @@ def http_closed_loop(svc: Service, name: str, concurrency: int, duration: float)
              for _ in range(concurrency)]
     for p in procs:
         p.start()
+    while time.time() < start_at:
+        time.sleep(0.001)
+    c0 = cpu_snapshot(svc.proc.pid)
     lat: list[float] = []
     statuses: dict[str, int] = {}
     for _ in procs:
@@ -339,11 +353,13 @@ def http_closed_loop(svc: Service, name: str, concurrency: int, duration: float)
         lat += pl
         for k, v in ps.items():
             statuses[k] = statuses.get(k, 0) + v
+    c1 = cpu_snapshot(svc.proc.pid)
     for p in procs:
         p.join(timeout=10)
     ok = statuses.get("200", 0)
     errors = sum(v for k, v in statuses.items() if k != "200")
     out = summary(lat)
+    out["cpu_ms_per_request"] = cpu_per_request(c0, c1, ok + errors)
     out.update({"concurrency": concurrency, "duration_s": duration, "ok": ok,
                 "errors": errors, "statuses": statuses, "rps": ok / duration})
     return out
@@ -448,7 +464,8 @@ def nsjail_cold_argv(script: str) -> list[str]:
 def cold_once(name: str) -> float:
     argv = nsjail_cold_argv(SCRIPTS[name])
     t0 = time.perf_counter_ns()
-    p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+    p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=60,
+                       check=False)
     t1 = time.perf_counter_ns()
     if p.returncode != 0:
         raise RuntimeError(f"cold spawn failed ({p.returncode}): {p.stderr.decode()[-2000:]}")
@@ -529,6 +546,54 @@ def floor(name: str, n: int, warmup: int) -> dict:
     return summary(json.loads(p.stdout))
 
 
+# --------------------------------------------------------------------------- CPU accounting
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat[stat.rindex(")") + 2:].split()
+
+
+def cpu_snapshot(root_pid: int) -> dict:
+    """CPU time so far (ms): the whole machine (busy = not idle/iowait), the
+    supervisor, the zygotes themselves (their fork()s are billed here) and the
+    reaped runs (the zygotes' cutime+cstime: spare set-up, user code, exit)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    busy = sum(v) - v[3] - v[4]
+    kids = _ppid_map()
+    sup = _stat_fields(root_pid) or ["0"] * 20
+    zy_self = zy_kids = nsjail = 0
+    stack, nsjails = list(kids.get(root_pid, [])), []
+    while stack:
+        p = stack.pop()
+        if _comm(p) == "nsjail":
+            nsjails.append(p)
+        else:
+            stack += kids.get(p, [])
+    for nj in nsjails:
+        nf = _stat_fields(nj)
+        if nf:
+            nsjail += int(nf[11]) + int(nf[12])
+        for z in kids.get(nj, []):
+            f = _stat_fields(z)
+            if f:
+                zy_self += int(f[11]) + int(f[12])
+                zy_kids += int(f[13]) + int(f[14])
+    ms = 1000.0 / CLK_TCK
+    return {"machine": busy * ms, "supervisor": (int(sup[11]) + int(sup[12])) * ms,
+            "nsjail": nsjail * ms, "zygote": zy_self * ms, "runs": zy_kids * ms}
+
+
+def cpu_per_request(a: dict, b: dict, n: int) -> dict:
+    return {k: (b[k] - a[k]) / n for k in a} if n else {}
+
+
 # --------------------------------------------------------------------------- memory
 
 
@@ -563,6 +628,20 @@ def pss_kib(pid: int) -> int:
     return 0
 
 
+def pss_split_kib(pid: int) -> tuple[int, int]:
+    """(Pss_Anon, Pss_File) of a process, KiB."""
+    anon = file_ = 0
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss_Anon:"):
+                anon = int(line.split()[1])
+            elif line.startswith("Pss_File:"):
+                file_ = int(line.split()[1])
+    except OSError:
+        pass
+    return anon, file_
+
+
 def rss_kib(pid: int) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -574,8 +653,10 @@ def rss_kib(pid: int) -> int:
 
 
 def worker_memory(root_pid: int) -> dict:
-    """PSS per worker: each child of pyexec is one nsjail; its subtree is the
-    zygote (direct child) and the zygote's pre-forked spare (init + runner)."""
+    """PSS per worker. Every ``nsjail`` process under pyexec is one worker; its
+    subtree is the zygote and the zygote's pre-forked spare (run init +
+    runner). Other descendants of pyexec (e.g. its spawn helper) count with
+    the supervisor."""
     kids = _ppid_map()
 
     def subtree(pid: int) -> list[int]:
@@ -586,20 +667,31 @@ def worker_memory(root_pid: int) -> dict:
             stack += kids.get(p, [])
         return out
 
+    nsjails, others = [], [root_pid]
+    for p in subtree(root_pid):
+        if _comm(p) == "nsjail":
+            nsjails.append(p)
+    inside = {q for nj in nsjails for q in subtree(nj)}
+    others += [p for p in subtree(root_pid) if p not in inside and p not in nsjails]
+
     workers = []
-    for nj in kids.get(root_pid, []):
+    for nj in nsjails:
         zygotes = kids.get(nj, [])
-        w = {"nsjail_pid": nj, "comm": _comm(nj), "nsjail_kib": pss_kib(nj),
+        w = {"nsjail_pid": nj, "nsjail_kib": pss_kib(nj),
              "zygote_kib": sum(pss_kib(z) for z in zygotes),
              "spare_kib": sum(pss_kib(s) for z in zygotes for s in subtree(z)),
              "processes": 1 + len(subtree(nj))}
         w["total_kib"] = w["nsjail_kib"] + w["zygote_kib"] + w["spare_kib"]
+        split = [pss_split_kib(p) for p in [nj, *subtree(nj)]]
+        w["anon_kib"] = sum(a for a, _ in split)
+        w["file_kib"] = sum(f for _, f in split)
         w["zygote_rss_kib"] = sum(rss_kib(z) for z in zygotes)
         workers.append(w)
     tot = [w["total_kib"] for w in workers]
     return {
         "workers": workers,
-        "supervisor_pss_kib": pss_kib(root_pid),
+        "supervisor_pss_kib": sum(pss_kib(p) for p in others),
+        "supervisor_processes": [f"{p} {_comm(p)}" for p in others],
         "supervisor_rss_kib": rss_kib(root_pid),
         "per_worker_mib_mean": statistics.fmean(tot) / 1024 if tot else None,
         "per_worker_mib_max": max(tot) / 1024 if tot else None,
@@ -631,11 +723,11 @@ def machine() -> dict:
         osname = "?"
     return {"nproc": os.cpu_count(), "kernel": platform.release(), "cpu": cpu, "memory": mem,
             "loadavg_start": os.getloadavg(),
-            "os": osname, "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+            "os": osname, "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")}
 
 
 def f2(x, digits=2) -> str:
-    if x is None or (isinstance(x, float) and x != x):
+    if x is None or (isinstance(x, float) and math.isnan(x)):
         return "n/a"
     return f"{x:.{digits}f}"
 
@@ -663,7 +755,7 @@ def render(res: dict) -> str:
              f"CPUs when it is above ~0.5). pyexec workers: {px.get('workers', 'n/a')}. "
              f"Command: `{res['command']}`.")
     L.append("")
-    L.append("## Latency, sequential (one request at a time), milliseconds")
+    L.append("## Latency, sequential (one request at a time, back to back), milliseconds")
     L.append("")
     L.append("| script | pyexec HTTP p50 | p99 | cold spawn p50 | p99 | floor p50 | p99 "
              "| cold / pyexec (p50) | pyexec / floor (p50) | pyexec - floor (p50) |")
@@ -675,6 +767,19 @@ def render(res: dict) -> str:
                  f"{f2(c['p99'], 1)} | {f2(f['p50'], 3)} | {f2(f['p99'], 3)} | "
                  f"{ratio(c['p50'], s.get('p50'))} | {ratio(s.get('p50'), f['p50'])} | "
                  f"{f2(diff)} |")
+    paced = px.get("paced")
+    if paced:
+        L.append("")
+        L.append(f"Paced ({PACED_GAP_S * 1000:.0f} ms pause between requests, so the worker has "
+                 "forked its next spare before the next request comes):")
+        L.append("")
+        L.append("| script | pyexec HTTP p50 | p99 | cold / pyexec (p50) | pyexec - floor (p50) |")
+        L.append("|---|---|---|---|---|")
+        for name in SCRIPTS:
+            s_ = paced.get(name, {})
+            L.append(f"| {name} | {f2(s_.get('p50'))} | {f2(s_.get('p99'))} | "
+                     f"{ratio(cold[name]['p50'], s_.get('p50'))} | "
+                     f"{f2(s_['p50'] - fl[name]['p50']) if s_ else 'n/a'} |")
     L.append("")
     L.append(f"Samples: pyexec {seq.get('trivial', {}).get('n', 0)} trivial / "
              f"{seq.get('pandas', {}).get('n', 0)} pandas over one keep-alive connection "
@@ -687,16 +792,17 @@ def render(res: dict) -> str:
                  "(`pyexec_request_duration_seconds`) / queue wait / run "
                  "(`pyexec_run_duration_seconds`) / `duration_ms` reported by the zygote:")
         L.append("")
-        L.append("| script | client e2e | server request | queue wait | run | duration_ms |")
+        L.append("| requests | client e2e | server request | queue wait | run | duration_ms |")
         L.append("|---|---|---|---|---|---|")
-        for name in SCRIPTS:
-            s = seq.get(name)
-            if not s:
-                continue
-            mm = s["metrics_mean_ms"]
-            L.append(f"| {name} | {f2(s['mean'])} | {f2(mm['request'])} | "
-                     f"{f2(mm['queue_wait'], 3)} | {f2(mm['run'])} | "
-                     f"{f2(s['server_duration_ms_mean'])} |")
+        for mode, group in (("back to back", seq), ("paced", px.get("paced") or {})):
+            for name in SCRIPTS:
+                s = group.get(name)
+                if not s:
+                    continue
+                mm = s["metrics_mean_ms"]
+                L.append(f"| {name}, {mode} | {f2(s['mean'])} | {f2(mm['request'])} | "
+                         f"{f2(mm['queue_wait'], 3)} | {f2(mm['run'])} | "
+                         f"{f2(s['server_duration_ms_mean'])} |")
     L.append("")
     L.append("## Throughput, trivial script")
     L.append("")
@@ -713,6 +819,21 @@ def render(res: dict) -> str:
     if ct:
         L.append(f"| cold spawn | closed loop | {ct['concurrency']} | {ct['rps']:.1f} | "
                  f"{ct['errors']} | {f2(ct['p50'], 1)} | {f2(ct['p99'], 1)} |")
+    cpu_rows = [(f"sequential {n}, back to back", seq[n]) for n in SCRIPTS if seq.get(n)]
+    cpu_rows += [(f"closed loop trivial, concurrency {t['concurrency']}", t)
+                 for t in px.get("closed_loop", [])]
+    if cpu_rows and cpu_rows[0][1].get("cpu_ms_per_request"):
+        L.append("")
+        L.append("CPU time per request, ms (from /proc: whole machine incl. the load client; "
+                 "supervisor; nsjail; zygotes, whose fork() of the spare is billed to them; runs = "
+                 "reaped spares: isolation set-up, user code, exit):")
+        L.append("")
+        L.append("| phase | machine | supervisor | nsjail | zygote | runs |")
+        L.append("|---|---|---|---|---|---|")
+        for label, r in cpu_rows:
+            c = r.get("cpu_ms_per_request") or {}
+            L.append(f"| {label} | {f2(c.get('machine'))} | {f2(c.get('supervisor'))} | "
+                     f"{f2(c.get('nsjail'))} | {f2(c.get('zygote'))} | {f2(c.get('runs'))} |")
     best = px.get("best_rps")
     L.append("")
     L.append(f"Highest pyexec throughput with zero errors: **{f2(best, 0)} req/s** "
@@ -722,19 +843,27 @@ def render(res: dict) -> str:
         L.append("")
         L.append("## Memory per idle worker (PSS, /proc/<pid>/smaps_rollup)")
         L.append("")
-        L.append("| when | per worker mean MiB | max | nsjail | zygote | spare (init+runner) "
-                 "| supervisor PSS MiB |")
-        L.append("|---|---|---|---|---|---|---|")
+        L.append("| when | per worker mean MiB | max | nsjail | zygote | fork server + spare "
+                 "(init + runner) | worker anon / file-backed | all workers | supervisor PSS MiB |")
+        L.append("|---|---|---|---|---|---|---|---|---|")
         for label, key in (("after start", "memory_idle"), ("after the load", "memory_after")):
             mm = px.get(key)
             if not mm or not mm["workers"]:
                 continue
             w = mm["workers"]
-            avg = lambda k: statistics.fmean(x[k] for x in w) / 1024  # noqa: E731
+
+            def avg(k: str, w: list = w) -> float:
+                return statistics.fmean(x[k] for x in w) / 1024
             L.append(f"| {label} | {f2(mm['per_worker_mib_mean'], 1)} | "
                      f"{f2(mm['per_worker_mib_max'], 1)} | {f2(avg('nsjail_kib'), 1)} | "
                      f"{f2(avg('zygote_kib'), 1)} | {f2(avg('spare_kib'), 1)} | "
-                     f"{f2(mm['supervisor_pss_kib'] / 1024, 1)} |")
+                     f"{f2(avg('anon_kib'), 1)} / {f2(avg('file_kib'), 1)} | "
+                     f"{f2(mm['all_workers_mib'], 1)} | {f2(mm['supervisor_pss_kib'] / 1024, 1)} |")
+        L.append("")
+        L.append("PSS splits each shared page among all processes mapping it: the anon part "
+                 "(the zygote's heap, shared copy-on-write with its fork server and spare) is "
+                 "the worker's own; the file-backed part (python, numpy, pandas libraries) is "
+                 "shared with other workers and with any other process mapping the same files.")
     L.append("")
     L.append("## Targets (issue 4; reported, not asserted)")
     L.append("")
@@ -787,6 +916,7 @@ def main() -> int:
 
     q = args.quick
     n_seq = {"trivial": 300, "pandas": 150} if q else {"trivial": 3000, "pandas": 1500}
+    n_paced = 50 if q else 400
     n_cold = 5 if q else 30
     n_floor = {"trivial": 2000, "pandas": 100} if q else {"trivial": 100000, "pandas": 2000}
     conc = [4] if q else [1, 2, 4, 8]
@@ -830,6 +960,11 @@ def main() -> int:
                 log(f"pyexec sequential {name} x{n_seq[name]}")
                 px["sequential"][name] = http_sequential(svc, name, n_seq[name],
                                                          warmup=max(20, n_seq[name] // 20))
+            px["paced"] = {}
+            for name in SCRIPTS:
+                log(f"pyexec paced {name} x{n_paced}, {PACED_GAP_S * 1000:.0f} ms apart")
+                px["paced"][name] = http_sequential(svc, name, n_paced, warmup=10,
+                                                    gap_s=PACED_GAP_S)
             px["closed_loop"] = []
             for c in conc:
                 log(f"pyexec closed loop, concurrency {c}, {tp_dur:.0f} s")

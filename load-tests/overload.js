@@ -3,10 +3,12 @@
 // the service recovers as soon as load drops.
 //
 // Capacity is made independent of CPU speed: every run sleeps SLEEP_MS
-// (default 50 ms) with almost no CPU, so capacity = WORKERS / SLEEP_MS
-// (2 workers: 40 runs/s). Phases (tag `phase`):
+// (default 100 ms) with almost no CPU, so capacity = WORKERS / SLEEP_MS
+// (2 workers: 20 runs/s; a run's own overhead, ~10-15 ms here, makes the real
+// figure ~10 % lower). Phases (tag `phase`):
 //   before   0.5x capacity for 5 s           no 503 allowed
-//   overload 2x capacity for OVERLOAD_S      503s required; accepted p99 <= queue timeout + run + 1 s
+//   overload 2x capacity for OVERLOAD_S      503s required; accepted p99 <= queue timeout + run + 1 s;
+//                                            >= 75 % of nominal capacity served
 //   drain    0.5x capacity for 2*Q + 2 s     503s allowed: the backlog of the overload drains
 //   recovery 0.5x capacity for 10 s          no 503 allowed, latency back to normal
 // Env: WORKERS (default 2), QUEUE_TIMEOUT (the service's --queue-timeout-secs,
@@ -18,7 +20,7 @@ import { SCRIPTS, BASE_THRESHOLDS, WORKERS, QUEUE_TIMEOUT_S, execute, checkOkOrS
 
 http.setResponseCallback(http.expectedStatuses(200, 503));
 
-const SLEEP_MS = Number(__ENV.SLEEP_MS || 50);
+const SLEEP_MS = Number(__ENV.SLEEP_MS || 100);
 const CAPACITY = WORKERS * 1000 / SLEEP_MS; // runs/s
 const OVERLOAD_S = Number(__ENV.OVERLOAD_S || 20);
 const DRAIN_S = 2 * QUEUE_TIMEOUT_S + 2;
@@ -61,7 +63,8 @@ export const options = {
     'shed{phase:overload}': ['count>0'],
     'shed{phase:recovery}': ['count==0'],
     // the service keeps serving at (nearly) full capacity while it sheds
-    'accepted{phase:overload}': [`count>=${Math.floor(0.8 * CAPACITY * OVERLOAD_S)}`],
+    // (75 % of the nominal figure: per-run overhead takes ~10 %)
+    'accepted{phase:overload}': [`count>=${Math.floor(0.75 * CAPACITY * OVERLOAD_S)}`],
     // accepted requests have bounded latency, sheds come after the queue timeout at most
     'accepted_latency{phase:overload}': [`p(99)<${ACCEPTED_BOUND_MS}`, `max<${ACCEPTED_BOUND_MS + 1000}`],
     'shed_latency{phase:overload}': [`max<${QUEUE_TIMEOUT_S * 1000 + 1000}`],

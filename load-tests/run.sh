@@ -115,7 +115,7 @@ fi
 pss_before=
 if [ "$scenario" = soak ] && [ -n "$svc_pid" ]; then
   pss_before=$(workers_pss_kib "$svc_pid")
-  log "workers' PSS before: $((pss_before / 1024)) MiB"
+  log "PSS of pyexec's descendants (workers + helpers) before: $((pss_before / 1024)) MiB"
 fi
 
 set +e
@@ -129,9 +129,9 @@ if [ -n "$pss_before" ]; then
   sleep 1
   pss_after=$(workers_pss_kib "$svc_pid")
   allowed=$((pss_before * 12 / 10 + 16384))
-  log "workers' PSS after: $((pss_after / 1024)) MiB (before $((pss_before / 1024)) MiB, allowed up to $((allowed / 1024)) MiB)"
+  log "PSS of pyexec's descendants after: $((pss_after / 1024)) MiB (before $((pss_before / 1024)) MiB, allowed up to $((allowed / 1024)) MiB)"
   if [ "$pss_after" -gt "$allowed" ] && [ "$rc" -eq 0 ]; then
-    log "FAILED: workers' memory grew during the soak"; rc=98
+    log "FAILED: the workers' memory grew during the soak"; rc=98
   fi
 fi
 

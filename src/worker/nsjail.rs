@@ -36,6 +36,9 @@ pub fn render(cfg: &SandboxConfig, cgroup: &CgroupPlan) -> Vec<OsString> {
     // nsjail's own 600 s default would kill a long-lived worker; the
     // supervisor enforces every run deadline instead.
     push(&["--time_limit", "0"]);
+    // nsjail renices jails to 19 by default; runs are latency-sensitive
+    // requests, not background work.
+    push(&["--nice_level", "0"]);
     // The zygote writes uid maps and mounts a fresh /proc for each run; that
     // needs a writable /proc in the jail. The runs get their own read-only one.
     push(&["--proc_rw"]);
@@ -132,6 +135,7 @@ mod tests {
         assert!(has_pair(&argv, "--user", "99999:99999:1"));
         assert!(has_pair(&argv, "--group", "99999:99999:1"));
         assert!(has_pair(&argv, "--time_limit", "0"));
+        assert!(has_pair(&argv, "--nice_level", "0"));
         assert!(has_pair(&argv, "--pass_fd", "3"));
     }
 

@@ -10,6 +10,11 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
+# Spares kept ready or in the making. Two let back-to-back requests find a
+# runner waiting while the fork server builds the next; each costs little
+# memory (its pages are shared with the zygote until written).
+SPARE_STOCK = 2
+
 
 @dataclass(frozen=True)
 class ZygoteConfig:

@@ -50,34 +50,56 @@ class ForkServer:
         theirs.close()
         self.pid = pid
         self._sock = ours
+        self._half: spare.ZygoteEnds | None = None
 
-    def request(self) -> spare.ZygoteEnds:
-        """Ask for one spare; blocks for the fork (a few ms)."""
+    def fileno(self) -> int:
+        """The socket to poll: readable when ``receive`` has something."""
+        return self._sock.fileno()
+
+    def ask(self) -> None:
+        """Ask for one more spare; its ends arrive later through ``receive``."""
         try:
             self._sock.send(b"s")
+        except OSError as exc:
+            raise ForkServerError(f"fork server unreachable: {exc}") from None
+
+    def receive(self) -> spare.ZygoteEnds | None:
+        """Read one message; return a finished spare's ends, or None.
+
+        Each spare takes two messages: its pipe ends (SCM_RIGHTS), then
+        "the intermediate is reaped", after which the run init is our child
+        (and only ours to reap).
+        """
+        try:
             msg, fds, _flags, _addr = socket.recv_fds(self._sock, _MAX_ERROR + 16, 5)
         except OSError as exc:
             raise ForkServerError(f"fork server unreachable: {exc}") from None
-        if msg == b"s" and len(fds) == 5:
-            # Wait for "the intermediate is reaped": only then is the run
-            # init our child, so that we (and only we) can reap it later.
-            try:
-                ack = self._sock.recv(16)
-            except OSError:
-                ack = b""
-            if ack == b"r":
-                return spare.ZygoteEnds(*fds)
-            for fd in fds:
-                os.close(fd)
-            raise ForkServerError("fork server exited")
+        if msg == b"s" and len(fds) == 5 and self._half is None:
+            self._half = spare.ZygoteEnds(*fds)
+            return None
+        if msg == b"r" and not fds and self._half is not None:
+            ends, self._half = self._half, None
+            return ends
         for fd in fds:
             os.close(fd)
         if msg.startswith(b"e"):
             raise ForkServerError(msg[1:].decode(errors="replace"))
         raise ForkServerError("fork server exited")
 
+    def request(self) -> spare.ZygoteEnds:
+        """Ask for one spare and block until its ends arrive (start-up only)."""
+        self.ask()
+        while True:
+            ends = self.receive()
+            if ends is not None:
+                return ends
+
     def close(self) -> None:
         """Stop the fork server (EOF on its socket) and reap it."""
+        if self._half is not None:
+            for fd in self._half.as_list():
+                os.close(fd)
+            self._half = None
         self._sock.close()
         with contextlib.suppress(ChildProcessError):
             os.waitpid(self.pid, 0)

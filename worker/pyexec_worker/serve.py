@@ -14,6 +14,7 @@ import contextlib
 import gc
 import os
 import platform
+import select
 import socket
 import sys
 from collections import deque
@@ -22,12 +23,17 @@ import numpy
 import pandas
 
 from . import libc, protocol, session
-from .config import ZygoteConfig, parse_args
+from .config import SPARE_STOCK, ZygoteConfig, parse_args
 from .forkserver import ForkServer, ForkServerError
 from .protocol import FrameReader, Ping, ProtocolError, RunRequest, RunResult
 from .session import Spare, SpareError
+from .warmup import warm_up
 
 SPARE_READY_TIMEOUT_S = 10.0
+# Consecutive spares that may fail set-up before the zygote gives up.
+MAX_SPARE_FAILURES = 3
+# How often to retry reaping killed runs while some are still dying.
+REAP_POLL_MS = 5
 EXIT_PROTOCOL = 2
 EXIT_FATAL = 1
 
@@ -45,7 +51,11 @@ class Zygote:
         self.reader = FrameReader(cfg.max_frame_bytes)
         self.pending: deque[RunRequest | Ping] = deque()
         self.forks = ForkServer(cfg, control)
-        self.spare: Spare | None = None
+        self.ready: deque[Spare] = deque()
+        self.building: dict[int, Spare] = {}  # status fd -> spare being set up
+        self.asked = 0  # spares asked of the fork server, ends not yet here
+        self.dying: set[int] = set()  # killed run inits not yet reaped
+        self.failures = 0
 
     # --- control socket --------------------------------------------------
 
@@ -75,52 +85,122 @@ class Zygote:
             self.on_control()
         return self.pending.popleft()
 
-    # --- spares and runs ---------------------------------------------------
+    # --- spares ------------------------------------------------------------
 
-    def new_spare(self, used: Spare | None = None) -> Spare:
-        """Fork a spare and wait until its runner is ready.
+    def top_up(self) -> None:
+        """Keep SPARE_STOCK spares ready or on their way.
 
-        ``used`` (the run just answered) is reaped while the fork server
-        forks: its teardown and the new spare's setup overlap.
+        The fork server builds spares in its own process while we serve a
+        run, so a request that follows another one at once still finds an
+        isolated runner waiting instead of paying for the forks.
         """
-        ends = self.forks.request()
-        if used is not None:
-            used.discard()
-        spare = Spare(ends)
+        while len(self.ready) + len(self.building) + self.asked < SPARE_STOCK:
+            self.forks.ask()
+            self.asked += 1
+
+    def on_fork_server(self) -> None:
+        ends = self.forks.receive()
+        if ends is not None:
+            self.asked -= 1
+            spare = Spare(ends)
+            self.building[spare.status.fd] = spare
+
+    def on_spare_status(self, spare: Spare) -> None:
+        try:
+            spare.poll_setup()
+        except SpareError as exc:
+            del self.building[spare.status.fd]
+            self.retire(spare)
+            self.failures += 1
+            print(f"pyexec zygote: spare failed ({self.failures} in a row): {exc}", file=sys.stderr, flush=True)
+            if self.failures >= MAX_SPARE_FAILURES:
+                raise
+            return
+        if spare.is_ready:
+            del self.building[spare.status.fd]
+            self.ready.append(spare)
+            self.failures = 0
+
+    def retire(self, spare: Spare) -> None:
+        """Kill a used or broken spare now; reap it later, off the hot path."""
+        spare.kill()
+        spare.close_all()
+        if spare.init_pid is not None and not spare.reaped:
+            self.dying.add(spare.init_pid)
+
+    def reap_dying(self) -> None:
+        for pid in list(self.dying):
+            try:
+                done, _status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done = pid
+            if done:
+                self.dying.discard(pid)
+
+    def wait(self) -> None:
+        """Handle control input, fork-server replies and spare set-up."""
+        poller = select.poll()
+        for fd in (self.control.fileno(), self.forks.fileno(), *self.building):
+            poller.register(fd, select.POLLIN)
+        timeout_ms = REAP_POLL_MS if self.dying else -1
+        for fd, _events in poller.poll(timeout_ms):
+            if fd == self.control.fileno():
+                self.on_control()
+            elif fd == self.forks.fileno():
+                self.on_fork_server()
+            elif fd in self.building:
+                self.on_spare_status(self.building[fd])
+        self.reap_dying()
+
+    def take_spare(self) -> Spare:
+        while not self.ready:
+            self.top_up()
+            self.wait()
+        return self.ready.popleft()
+
+    # --- runs ----------------------------------------------------------------
+
+    def serve_run(self, req: RunRequest) -> RunResult:
+        """Run ``req`` on a ready spare (a second one if the first broke)."""
+        for attempt in (1, 2):
+            spare = self.take_spare()
+            try:
+                return session.run(spare, req, self.control.fileno(), self.on_control)
+            except SpareError:
+                if attempt == 2:
+                    raise
+            finally:
+                self.retire(spare)
+        raise AssertionError("unreachable")
+
+    def loop(self) -> int:
+        while True:
+            self.top_up()
+            if self.pending:
+                result = self.serve_run(self.pending.popleft())
+                self.send(protocol.fit_result(result, self.cfg.max_frame_bytes))
+            else:
+                self.wait()
+
+    def start(self) -> None:
+        """Create and verify the first spare synchronously (fail closed)."""
+        spare = Spare(self.forks.request())
         try:
             spare.wait_ready(SPARE_READY_TIMEOUT_S)
         except SpareError:
             spare.discard()
             raise
-        return spare
-
-    def serve_run(self, req: RunRequest) -> tuple[RunResult, Spare]:
-        """Run ``req``; returns the result and the used spare (to discard)."""
-        for attempt in (1, 2):
-            spare = self.spare if self.spare is not None else self.new_spare()
-            self.spare = None
-            try:
-                return session.run(spare, req, self.control.fileno(), self.on_control), spare
-            except SpareError:
-                spare.discard()
-                if attempt == 2:
-                    raise
-            except BaseException:
-                spare.discard()
-                raise
-        raise AssertionError("unreachable")
-
-    def loop(self) -> int:
-        while True:
-            req = self.next_request()
-            result, used = self.serve_run(req)
-            self.send(protocol.fit_result(result, self.cfg.max_frame_bytes))
-            self.spare = self.new_spare(used)
+        self.ready.append(spare)
 
     def shutdown(self) -> None:
-        if self.spare is not None:
-            self.spare.discard()
-            self.spare = None
+        for spare in (*self.ready, *self.building.values()):
+            spare.discard()
+        self.ready.clear()
+        self.building.clear()
+        for pid in self.dying:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+        self.dying.clear()
         self.forks.close()
 
 
@@ -133,13 +213,14 @@ def main(argv: list[str]) -> int:
     libc.prctl(libc.PR_SET_DUMPABLE, 0)
     # Each run init is re-parented to us when its intermediate parent exits.
     libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
+    warm_up()
     # Everything imported so far stays shared (copy-on-write) with every fork.
     gc.collect()
     gc.freeze()
     zygote = Zygote(cfg, control)
     try:
         try:
-            zygote.spare = zygote.new_spare()
+            zygote.start()
         except (SpareError, ForkServerError) as exc:
             zygote.send(protocol.fatal_message(f"cannot create a per-run sandbox: {exc}"))
             return EXIT_FATAL

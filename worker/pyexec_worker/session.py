@@ -67,10 +67,35 @@ class Spare:
                 self.status_line(line)
             # Both lines are needed: the runner's "ready" can overtake the
             # intermediate's "pid", and without the pid there is no kill.
-            if self._runner_ready and self.init_pid is not None:
+            if self.is_ready:
                 return
             if self.status.eof:
                 raise SpareError("the spare exited during setup without saying why")
+
+    @property
+    def is_ready(self) -> bool:
+        """The runner waits for its request and the init's pid is known."""
+        return self._runner_ready and self.init_pid is not None
+
+    @property
+    def reaped(self) -> bool:
+        return self._reaped
+
+    def poll_setup(self) -> None:
+        """Read the status lines available now (the fd polled readable).
+
+        Raises ``SpareError`` when the spare reports an error or exits
+        before it is ready.
+        """
+        for line in self.status.read_lines():
+            self.status_line(line)
+        if self.status.eof and not self.is_ready:
+            raise SpareError("the spare exited during setup without saying why")
+
+    def close_all(self) -> None:
+        """Close every pipe end still open."""
+        for fd in self.ends.as_list():
+            self.close(fd)
 
     def status_line(self, line: str) -> str:
         word, _, rest = line.partition(" ")

@@ -15,7 +15,11 @@ from pathlib import Path
 import pytest
 
 import sandbox
+from pyexec_worker.config import SPARE_STOCK
 from sandbox import Zygote
+
+# zygote + fork server + an init and a runner per spare
+EXPECTED_TREE = 2 + 2 * SPARE_STOCK
 
 pytestmark = pytest.mark.skipif(not sandbox.available(), reason="needs root, nsjail and the sandbox venv")
 
@@ -345,15 +349,16 @@ def test_nothing_survives_into_the_next_run(zygote):
         "conn": False,
         "pids": ["1", "2"],
     }
-    # On the host: nsjail's tree is the zygote, the fork server and one spare.
+    # On the host: nsjail's tree is the zygote, the fork server and the
+    # spares (an init and a runner each); nothing of the two runs is left.
     # The pong comes after the zygote has reaped the run and made its spare.
     zygote.send({"type": "ping", "id": 5})
     assert zygote.recv() == {"type": "pong", "id": 5}
     deadline = time.monotonic() + 2  # the fork server reaps its intermediate
-    while len(descendants(zygote.proc.pid)) != 4 and time.monotonic() < deadline:
+    while len(descendants(zygote.proc.pid)) != EXPECTED_TREE and time.monotonic() < deadline:
         time.sleep(0.05)
     tree = descendants(zygote.proc.pid)
-    assert len(tree) == 4, [Path(f"/proc/{pid}/stat").read_text().split()[:5] for pid in sorted(tree)]
+    assert len(tree) == EXPECTED_TREE, [Path(f"/proc/{pid}/stat").read_text().split()[:5] for pid in sorted(tree)]
 
 
 def test_numpy_and_random_reseeded_per_run(zygote):
