@@ -50,7 +50,6 @@ class ForkServer:
         theirs.close()
         self.pid = pid
         self._sock = ours
-        self._half: spare.ZygoteEnds | None = None
 
     def fileno(self) -> int:
         """The socket to poll: readable when ``receive`` has something."""
@@ -63,23 +62,17 @@ class ForkServer:
         except OSError as exc:
             raise ForkServerError(f"fork server unreachable: {exc}") from None
 
-    def receive(self) -> spare.ZygoteEnds | None:
-        """Read one message; return a finished spare's ends, or None.
+    def receive(self) -> spare.ZygoteEnds:
+        """Read the pipe ends of the next spare (SCM_RIGHTS).
 
-        Each spare takes two messages: its pipe ends (SCM_RIGHTS), then
-        "the intermediate is reaped", after which the run init is our child
-        (and only ours to reap).
+        Its run init is already our child (CLONE_PARENT), ours alone to reap.
         """
         try:
             msg, fds, _flags, _addr = socket.recv_fds(self._sock, _MAX_ERROR + 16, 5)
         except OSError as exc:
             raise ForkServerError(f"fork server unreachable: {exc}") from None
-        if msg == b"s" and len(fds) == 5 and self._half is None:
-            self._half = spare.ZygoteEnds(*fds)
-            return None
-        if msg == b"r" and not fds and self._half is not None:
-            ends, self._half = self._half, None
-            return ends
+        if msg == b"s" and len(fds) == 5:
+            return spare.ZygoteEnds(*fds)
         for fd in fds:
             os.close(fd)
         if msg.startswith(b"e"):
@@ -89,17 +82,10 @@ class ForkServer:
     def request(self) -> spare.ZygoteEnds:
         """Ask for one spare and block until its ends arrive (start-up only)."""
         self.ask()
-        while True:
-            ends = self.receive()
-            if ends is not None:
-                return ends
+        return self.receive()
 
     def close(self) -> None:
         """Stop the fork server (EOF on its socket) and reap it."""
-        if self._half is not None:
-            for fd in self._half.as_list():
-                os.close(fd)
-            self._half = None
         self._sock.close()
         with contextlib.suppress(ChildProcessError):
             os.waitpid(self.pid, 0)
@@ -111,7 +97,7 @@ def _serve(cfg: ZygoteConfig, sock: socket.socket) -> None:
         if not sock.recv(16):
             return
         try:
-            pid, ends = spare.fork_spare(cfg, uid, gid, sock)
+            _pid, ends = spare.fork_spare(cfg, uid, gid, sock)
         except OSError as exc:
             sock.send(b"e" + f"fork of a spare failed: {exc}".encode()[:_MAX_ERROR])
             continue
@@ -120,7 +106,3 @@ def _serve(cfg: ZygoteConfig, sock: socket.socket) -> None:
         finally:
             for fd in ends.as_list():
                 os.close(fd)
-            # The intermediate exits right after forking the run init, which
-            # is then re-parented to the zygote (a subreaper): tell it so.
-            os.waitpid(pid, 0)
-        sock.send(b"r")

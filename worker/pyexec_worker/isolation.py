@@ -25,7 +25,20 @@ from .config import ZygoteConfig
 RUN_UID = 1000
 RUN_GID = 1000
 
-OTHER_NAMESPACES = libc.CLONE_NEWPID | libc.CLONE_NEWNS | libc.CLONE_NEWNET | libc.CLONE_NEWIPC | libc.CLONE_NEWUTS
+# SECURITY: user ns: the run's capabilities and its single mapped uid exist
+# only inside it; pid ns: the run sees and signals only its own processes
+# (not the zygote, not earlier runs); mount ns: its /tmp and /proc are its
+# own; net ns: no interface but a down loopback, so no network and no
+# listener shared with the next run; ipc ns: no SysV or POSIX message
+# queue/shm outlives the run; uts ns: hostname changes stay inside.
+RUN_NAMESPACES = (
+    libc.CLONE_NEWUSER
+    | libc.CLONE_NEWPID
+    | libc.CLONE_NEWNS
+    | libc.CLONE_NEWNET
+    | libc.CLONE_NEWIPC
+    | libc.CLONE_NEWUTS
+)
 
 # Inodes of a run's /tmp: tmpfs inodes cost kernel memory that size= does not count.
 TMP_MAX_INODES = 16384
@@ -42,23 +55,31 @@ def _write(path: str, text: str) -> None:
         raise OSError(exc.errno, f"writing {text.strip()!r} to {path} failed: {exc.strerror}") from None
 
 
-def enter_run_namespaces(outer_uid: int, outer_gid: int) -> None:
-    """Unshare user+pid+mount+net+ipc+uts and map RUN_UID to ``outer_uid``.
+def clone_run_init() -> int:
+    """Create the run init: one clone(2) into all RUN_NAMESPACES.
 
-    ``outer_uid``/``outer_gid`` must be read before calling (inside a fresh
-    user namespace getuid() is the overflow uid until the map is written).
-    The caller's next fork() becomes pid 1 of the new pid namespace.
+    Returns 0 in the child, which is pid 1 of the new pid namespace and must
+    call ``map_run_ids`` first. CLONE_PARENT makes it the zygote's child (the
+    caller is the fork server), so the zygote reaps it.
     """
-    # /proc/self/{uid_map,...} of a non-dumpable process belong to global root,
-    # which this user namespace cannot map: become dumpable for the writes.
-    # The run init turns it off again before the runner exists.
-    libc.prctl(libc.PR_SET_DUMPABLE, 1)
     try:
-        libc.unshare(libc.CLONE_NEWUSER)
+        return libc.clone(RUN_NAMESPACES | libc.CLONE_PARENT)
     except OSError as exc:
         raise OSError(
             exc.errno, f"{exc.strerror} - is user.max_user_namespaces 0, or is nsjail missing --proc_rw?"
         ) from None
+
+
+def map_run_ids(outer_uid: int, outer_gid: int) -> None:
+    """In the fresh user namespace, map RUN_UID/RUN_GID to the jail's ids.
+
+    ``outer_uid``/``outer_gid`` must be read before the clone (inside a fresh
+    user namespace getuid() is the overflow uid until the map is written).
+    """
+    # /proc/self/{uid_map,...} of a non-dumpable process belong to global root,
+    # which this user namespace cannot map: become dumpable for the writes.
+    # setup_run_init turns it off again before the runner exists.
+    libc.prctl(libc.PR_SET_DUMPABLE, 1)
     # SECURITY: setgroups "deny" is required to write gid_map unprivileged and
     # stops the run from dropping supplementary groups to bypass group-deny ACLs.
     _write("/proc/self/setgroups", "deny")
@@ -66,28 +87,6 @@ def enter_run_namespaces(outer_uid: int, outer_gid: int) -> None:
     # the run can become any other host uid, and uid 0 does not exist in it.
     _write("/proc/self/uid_map", f"{RUN_UID} {outer_uid} 1\n")
     _write("/proc/self/gid_map", f"{RUN_GID} {outer_gid} 1\n")
-    try:
-        # SECURITY: pid ns: the run sees and signals only its own processes
-        # (not the zygote, not earlier runs); mount ns: its /tmp and /proc
-        # are its own; net ns: no interface but a down loopback, so no
-        # network and no listener shared with the next run; ipc ns: no SysV
-        # or POSIX message queue/shm outlives the run; uts ns: hostname
-        # changes stay inside.
-        libc.unshare(OTHER_NAMESPACES)
-    except OSError as exc:
-        raise OSError(exc.errno, _diagnose_unshare(exc)) from None
-
-
-def _diagnose_unshare(exc: OSError) -> str:
-    """Name the namespace that failed (the caller exits right after)."""
-    for flag, name in libc.CLONE_NAMES.items():
-        if flag == libc.CLONE_NEWUSER:
-            continue
-        try:
-            libc.unshare(flag)
-        except OSError as one:
-            return f"unshare({name}) failed: {one.strerror}"
-    return str(exc.strerror)
 
 
 def setup_run_init(cfg: ZygoteConfig) -> None:

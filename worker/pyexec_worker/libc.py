@@ -11,9 +11,12 @@ import ctypes
 import ctypes.util
 import errno
 import os
+import platform
+import signal
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
+CLONE_PARENT = 0x00008000
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
 CLONE_NEWIPC = 0x08000000
@@ -76,6 +79,13 @@ _libc.prctl.argtypes = [
     ctypes.c_ulong,
     ctypes.c_ulong,
 ]
+_libc.syscall.restype = ctypes.c_long
+
+# clone(2) by number: glibc's clone() wrapper wants a new stack; the raw
+# syscall with stack 0 behaves like fork(). The other arguments are 0, so
+# their order (which differs between architectures) does not matter.
+_SYS_CLONE = {"x86_64": 56, "aarch64": 220}.get(platform.machine())
+
 _libc.capset.argtypes = [ctypes.POINTER(_CapHeader), ctypes.POINTER(_CapData)]
 
 
@@ -95,6 +105,27 @@ def clone_flag_names(flags: int) -> str:
 def unshare(flags: int) -> None:
     """unshare(2); the error names the flags."""
     _check(_libc.unshare(flags), f"unshare({clone_flag_names(flags)})")
+
+
+def clone(flags: int) -> int:
+    """fork(2) with clone flags: 0 in the child, the child's pid in the parent.
+
+    Runs CPython's own before/after-fork hooks (as ``os.fork`` does), so
+    the interpreter state of both processes stays consistent.
+    """
+    if _SYS_CLONE is None:
+        raise OSError(errno.ENOSYS, f"clone: unsupported architecture {platform.machine()}")
+    api = ctypes.pythonapi
+    api.PyOS_BeforeFork()
+    pid = _libc.syscall(_SYS_CLONE, ctypes.c_ulong(flags | signal.SIGCHLD), None, None, None, None)
+    if pid == 0:
+        api.PyOS_AfterFork_Child()
+        return 0
+    err = ctypes.get_errno()
+    api.PyOS_AfterFork_Parent()
+    if pid < 0:
+        raise OSError(err, f"clone({clone_flag_names(flags)}) failed: {os.strerror(err)}")
+    return pid
 
 
 def mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None) -> None:

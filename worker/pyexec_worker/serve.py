@@ -99,11 +99,9 @@ class Zygote:
             self.asked += 1
 
     def on_fork_server(self) -> None:
-        ends = self.forks.receive()
-        if ends is not None:
-            self.asked -= 1
-            spare = Spare(ends)
-            self.building[spare.status.fd] = spare
+        spare = Spare(self.forks.receive())
+        self.asked -= 1
+        self.building[spare.status.fd] = spare
 
     def on_spare_status(self, spare: Spare) -> None:
         try:
@@ -211,7 +209,8 @@ def main(argv: list[str]) -> int:
     # SECURITY: nothing in the jail (a run that escaped its pid namespace
     # included) may ptrace the zygote or read/write /proc/<zygote>/mem.
     libc.prctl(libc.PR_SET_DUMPABLE, 0)
-    # Each run init is re-parented to us when its intermediate parent exits.
+    # Run inits are our children (CLONE_PARENT); anything orphaned in the
+    # jail is re-parented to us too, so nothing stays a zombie.
     libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
     warm_up()
     # Everything imported so far stays shared (copy-on-write) with every fork.

@@ -66,7 +66,7 @@ class Spare:
             for line in self.status.read_lines():
                 self.status_line(line)
             # Both lines are needed: the runner's "ready" can overtake the
-            # intermediate's "pid", and without the pid there is no kill.
+            # fork server's "pid", and without the pid there is no kill.
             if self.is_ready:
                 return
             if self.status.eof:
@@ -116,7 +116,7 @@ class Spare:
                 os.kill(self.init_pid, signal.SIGKILL)
 
     def reap(self) -> None:
-        """Wait for the init (our child once the intermediate has exited)."""
+        """Wait for the init (our child: the fork server clones it with CLONE_PARENT)."""
         if self.init_pid is None or self._reaped:
             return
         with contextlib.suppress(ChildProcessError):

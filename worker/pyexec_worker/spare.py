@@ -1,7 +1,7 @@
 """One pre-forked, isolated run: the process chain below the fork server.
 
-Owns, in the children only: the intermediate process that unshares the run
-namespaces, the run init (pid 1: a reaper only) and the runner's bootstrap
+Owns, in the children only: the run init (pid 1 of fresh namespaces, made
+by one clone(2); a reaper only) and the runner's bootstrap
 up to the point where it blocks for its request. Must not: hold the control
 socket or any zygote fd once a child exists, or run user code outside the
 runner (pid 2).
@@ -9,7 +9,7 @@ runner (pid 2).
 Pipes (created by the fork server, zygote ends sent to the zygote):
 request (zygote -> runner, closed = end of request), result (runner ->
 zygote, one msgpack map), stdout/stderr (the runner's fd 1/2) and status
-(text lines to the zygote: ``pid N`` from the intermediate, ``ready`` from
+(text lines to the zygote: ``pid N`` from the fork server, ``ready`` from
 the runner, ``exit WAITSTATUS`` from the init, ``error MSG`` from any).
 """
 
@@ -56,7 +56,7 @@ class ZygoteEnds:
 
 
 def fork_spare(cfg: ZygoteConfig, outer_uid: int, outer_gid: int, parent_sock: socket.socket) -> tuple[int, ZygoteEnds]:
-    """Fork the intermediate process; return its pid and the zygote's ends."""
+    """Clone the run init; return its pid and the zygote's ends."""
     req_r, req_w = os.pipe()
     res_r, res_w = os.pipe()
     out_r, out_w = os.pipe()
@@ -64,10 +64,17 @@ def fork_spare(cfg: ZygoteConfig, outer_uid: int, outer_gid: int, parent_sock: s
     st_r, st_w = os.pipe()
     child = ChildEnds(req_r, res_w, out_w, err_w, st_w)
     theirs = ZygoteEnds(req_w, res_r, out_r, err_r, st_r)
-    pid = os.fork()
+    try:
+        pid = isolation.clone_run_init()
+    except OSError:
+        for fd in (req_r, req_w, res_r, res_w, out_r, out_w, err_r, err_w, st_r, st_w):
+            os.close(fd)
+        raise
     if pid == 0:
         parent_sock.detach()  # its fd is closed below; never let GC close a reused number
-        _intermediate(cfg, outer_uid, outer_gid, child)  # never returns
+        _run_init(cfg, outer_uid, outer_gid, child)  # never returns
+    # The zygote needs the init's pid to kill it at the deadline.
+    _report(st_w, f"pid {pid}")
     for fd in (req_r, res_w, out_w, err_w, st_w):
         os.close(fd)
     return pid, theirs
@@ -88,30 +95,13 @@ def _report(fd: int, line: str) -> None:
         os.write(fd, (line.replace("\n", " ")[:3000] + "\n").encode())
 
 
-def _intermediate(cfg: ZygoteConfig, uid: int, gid: int, ends: ChildEnds) -> None:
-    status = 1
+def _run_init(cfg: ZygoteConfig, uid: int, gid: int, ends: ChildEnds) -> None:
+    """pid 1 of the run's namespaces: isolate, fork the runner, reap."""
     try:
         # SECURITY: the control socket, the fork-server socket and every
         # other zygote fd are gone before anything else happens.
         close_fds_except({0, 1, 2, ends.request, ends.result, ends.stdout, ends.stderr, ends.status})
-        try:
-            isolation.enter_run_namespaces(uid, gid)
-        except OSError as exc:
-            _report(ends.status, f"error {exc.strerror}")
-            return
-        pid = os.fork()  # first child of the new pid namespace: pid 1
-        if pid == 0:
-            _run_init(cfg, ends)  # never returns
-        _report(ends.status, f"pid {pid}")
-        status = 0
-    except BaseException as exc:  # report whatever went wrong, then exit
-        _report(ends.status, f"error intermediate: {type(exc).__name__}: {exc}")
-    finally:
-        os._exit(status)
-
-
-def _run_init(cfg: ZygoteConfig, ends: ChildEnds) -> None:
-    try:
+        isolation.map_run_ids(uid, gid)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         devnull = os.open("/dev/null", os.O_RDWR)
         os.dup2(devnull, 0)

@@ -354,7 +354,7 @@ def test_nothing_survives_into_the_next_run(zygote):
     # The pong comes after the zygote has reaped the run and made its spare.
     zygote.send({"type": "ping", "id": 5})
     assert zygote.recv() == {"type": "pong", "id": 5}
-    deadline = time.monotonic() + 2  # the fork server reaps its intermediate
+    deadline = time.monotonic() + 2  # the zygote reaps killed inits off the hot path
     while len(descendants(zygote.proc.pid)) != EXPECTED_TREE and time.monotonic() < deadline:
         time.sleep(0.05)
     tree = descendants(zygote.proc.pid)
