@@ -133,6 +133,7 @@ def _run_init(cfg: ZygoteConfig, uid: int, gid: int, ends: ChildEnds) -> None:
 def _run_runner(ends: ChildEnds) -> None:
     try:
         _prepare_runner(ends)
+        runner.prefault()
         _report(ends.status, "ready")
         # SECURITY: user code must not be able to forge "exit" lines.
         os.close(ends.status)

@@ -24,6 +24,11 @@ def register_source(source: str) -> None:
     linecache.cache[SCRIPT_NAME] = (len(source), None, lines, SCRIPT_NAME)
 
 
+def forget_source() -> None:
+    """Drop the registered script lines."""
+    linecache.cache.pop(SCRIPT_NAME, None)
+
+
 def user_frames(tb: TracebackType | None) -> TracebackType | None:
     """Skip leading frames until the first one in the user's script."""
     cur = tb
