@@ -843,8 +843,8 @@ def render(res: dict) -> str:
         L.append("")
         L.append("## Memory per idle worker (PSS, /proc/<pid>/smaps_rollup)")
         L.append("")
-        L.append("| when | per worker mean MiB | max | nsjail | zygote | fork server + spare "
-                 "(init + runner) | worker anon / file-backed | all workers | supervisor PSS MiB |")
+        L.append("| when | per worker mean MiB | max | nsjail | zygote | fork server + spares "
+                 "(init + runner each) | worker anon / file-backed | all workers | supervisor PSS MiB |")
         L.append("|---|---|---|---|---|---|---|---|---|")
         for label, key in (("after start", "memory_idle"), ("after the load", "memory_after")):
             mm = px.get(key)
