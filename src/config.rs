@@ -103,6 +103,10 @@ pub struct Flags {
     /// Largest file a run may write (RLIMIT_FSIZE), in MiB.
     #[arg(long, env = "PYEXEC_MAX_FILE_SIZE_MIB", default_value_t = 16)]
     pub max_file_size_mib: u64,
+    /// Isolated runners each worker keeps ready: more cut latency of
+    /// back-to-back requests, each costs ~5 MiB per worker.
+    #[arg(long, env = "PYEXEC_SPARES_PER_WORKER", default_value_t = 2)]
+    pub spares_per_worker: u64,
     /// Host uid and gid the sandboxes run as (unprivileged).
     #[arg(long, env = "PYEXEC_SANDBOX_UID", default_value_t = 99999)]
     pub sandbox_uid: u32,
@@ -184,6 +188,8 @@ pub struct SandboxConfig {
     pub max_open_files: u64,
     /// RLIMIT_FSIZE of a run.
     pub max_file_size_bytes: u64,
+    /// Isolated runners kept ready per worker.
+    pub spares: u64,
     /// Host uid/gid of the sandbox.
     pub uid: u32,
     /// Largest frame either side may send.
@@ -298,6 +304,15 @@ impl Flags {
                 max_processes: positive("max-processes", self.max_processes)?,
                 max_open_files: positive("max-open-files", self.max_open_files)?.max(16),
                 max_file_size_bytes: positive("max-file-size-mib", self.max_file_size_mib)? * MIB,
+                spares: match self.spares_per_worker {
+                    n @ 1..=8 => n,
+                    n => {
+                        return Err(ConfigError::new(
+                            "spares-per-worker",
+                            format!("{n} is not between 1 and 8"),
+                        ))
+                    }
+                },
                 uid: match self.sandbox_uid {
                     0 => return Err(ConfigError::new("sandbox-uid", "must not be 0 (root)")),
                     uid => uid,
@@ -360,6 +375,13 @@ mod tests {
     fn rejects_default_memory_outside_range() {
         let err = parse(&["--default-memory-mib", "4096"]).expect_err("above max");
         assert_eq!(err.flag, "default-memory-mib");
+    }
+
+    #[test]
+    fn spares_per_worker_is_bounded() {
+        assert_eq!(parse(&[]).expect("default").sandbox.spares, 2);
+        assert_eq!(parse(&["--spares-per-worker", "0"]).expect_err("zero").flag, "spares-per-worker");
+        assert_eq!(parse(&["--spares-per-worker", "9"]).expect_err("many").flag, "spares-per-worker");
     }
 
     #[test]

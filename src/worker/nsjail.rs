@@ -86,6 +86,7 @@ pub fn render(cfg: &SandboxConfig, cgroup: &CgroupPlan) -> Vec<OsString> {
         ("--max-processes", cfg.max_processes),
         ("--max-open-files", cfg.max_open_files),
         ("--max-file-size-bytes", cfg.max_file_size_bytes),
+        ("--spares", cfg.spares),
     ];
     for (flag, value) in numbers {
         argv.push(flag.into());
@@ -113,6 +114,7 @@ mod tests {
             max_processes: 32,
             max_open_files: 256,
             max_file_size_bytes: 16 << 20,
+            spares: 2,
             uid: 99999,
             max_frame_bytes: 7 << 20,
             worker_memory_bytes: 1 << 30,
@@ -183,6 +185,7 @@ mod tests {
         assert!(has_pair(tail, "--tmp-size-bytes", &(64u64 << 20).to_string()));
         assert!(has_pair(tail, "--max-processes", "32"));
         assert!(has_pair(tail, "--max-open-files", "256"));
+        assert!(has_pair(tail, "--spares", "2"));
     }
 
     #[test]

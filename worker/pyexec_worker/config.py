@@ -10,11 +10,6 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
-# Spares kept ready or in the making. Two let back-to-back requests find a
-# runner waiting while the fork server builds the next; each costs little
-# memory (its pages are shared with the zygote until written).
-SPARE_STOCK = 2
-
 
 @dataclass(frozen=True)
 class ZygoteConfig:
@@ -26,6 +21,10 @@ class ZygoteConfig:
     max_processes: int
     max_open_files: int
     max_file_size_bytes: int
+    # Spares kept ready or in the making. Two let back-to-back requests find
+    # a runner waiting while the fork server builds the next; each costs
+    # ~5 MiB (its pages are shared with the zygote until written).
+    spares: int = 2
 
 
 def _positive(text: str) -> int:
@@ -44,6 +43,7 @@ def parse_args(argv: list[str]) -> ZygoteConfig:
     parser.add_argument("--max-processes", type=_positive, required=True)
     parser.add_argument("--max-open-files", type=_positive, required=True)
     parser.add_argument("--max-file-size-bytes", type=_positive, required=True)
+    parser.add_argument("--spares", type=_positive, default=2)
     try:
         ns = parser.parse_args(argv)
     except SystemExit as exc:

@@ -23,7 +23,7 @@ import numpy
 import pandas
 
 from . import libc, protocol, session
-from .config import SPARE_STOCK, ZygoteConfig, parse_args
+from .config import ZygoteConfig, parse_args
 from .forkserver import ForkServer, ForkServerError
 from .protocol import FrameReader, Ping, ProtocolError, RunRequest, RunResult
 from .session import Spare, SpareError
@@ -88,13 +88,13 @@ class Zygote:
     # --- spares ------------------------------------------------------------
 
     def top_up(self) -> None:
-        """Keep SPARE_STOCK spares ready or on their way.
+        """Keep ``cfg.spares`` spares ready or on their way.
 
         The fork server builds spares in its own process while we serve a
         run, so a request that follows another one at once still finds an
         isolated runner waiting instead of paying for the forks.
         """
-        while len(self.ready) + len(self.building) + self.asked < SPARE_STOCK:
+        while len(self.ready) + len(self.building) + self.asked < self.cfg.spares:
             self.forks.ask()
             self.asked += 1
 

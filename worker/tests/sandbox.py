@@ -30,6 +30,7 @@ LIMITS = {
     "max_processes": 32,
     "max_open_files": 256,
     "max_file_size_bytes": 16 << 20,
+    "spares": 2,
 }
 
 

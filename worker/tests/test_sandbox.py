@@ -15,11 +15,10 @@ from pathlib import Path
 import pytest
 
 import sandbox
-from pyexec_worker.config import SPARE_STOCK
 from sandbox import Zygote
 
 # zygote + fork server + an init and a runner per spare
-EXPECTED_TREE = 2 + 2 * SPARE_STOCK
+EXPECTED_TREE = 2 + 2 * sandbox.LIMITS["spares"]
 
 pytestmark = pytest.mark.skipif(not sandbox.available(), reason="needs root, nsjail and the sandbox venv")
 
