@@ -102,6 +102,7 @@ impl managed::Manager for WorkerManager {
         let reason = worker.broken().unwrap_or(RecycleReason::Crash);
         self.metrics.recycled(reason);
         tracing::warn!(worker = worker.id(), reason = reason.label(), "idle worker unhealthy, replacing");
+        worker.discard();
         Err(RecycleError::message("worker is no longer healthy"))
     }
 }

@@ -81,6 +81,13 @@ async fn a_wedged_worker_is_killed_and_replaced() {
     assert_eq!(sample(&metrics, "pyexec_worker_recycles_total{reason=\"timeout\"}"), 1.0);
     assert_eq!(sample(&metrics, "pyexec_worker_spawns_total"), 2.0);
     assert!(!children(service.child.id()).contains(&jails[0]), "the old jail is gone");
+    // A killed nsjail cannot remove its own cgroup; the supervisor does.
+    let leaf = format!("/sys/fs/cgroup/memory/pyexec/NSJAIL.{}", zygote[0]);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while std::path::Path::new(&leaf).exists() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!std::path::Path::new(&leaf).exists(), "{leaf} left behind");
 }
 
 #[tokio::test]

@@ -151,6 +151,48 @@ impl CgroupPlan {
     }
 }
 
+impl CgroupPlan {
+    /// The cgroup directories nsjail creates for the jailed process `pid`.
+    pub fn leaf_dirs(&self, pid: u32) -> Vec<PathBuf> {
+        let leaf = format!("NSJAIL.{pid}");
+        match self {
+            Self::Off => Vec::new(),
+            Self::V1 { memory_root, pids_root } => {
+                vec![memory_root.join(V1_PARENT).join(&leaf), pids_root.join(V1_PARENT).join(&leaf)]
+            }
+            Self::V2 { root } => vec![root.join(leaf)],
+        }
+    }
+
+    /// Removes leaf cgroups left by jails that were killed (nsjail removes
+    /// its own only when it exits normally). Only empty cgroups can be
+    /// removed, so a live worker's cgroup is never touched.
+    pub fn sweep_stale(&self) -> usize {
+        let parents: Vec<PathBuf> = match self {
+            Self::Off => Vec::new(),
+            Self::V1 { memory_root, pids_root } => {
+                vec![memory_root.join(V1_PARENT), pids_root.join(V1_PARENT)]
+            }
+            Self::V2 { root } => vec![root.clone()],
+        };
+        let mut removed = 0;
+        for parent in parents {
+            let Ok(entries) = std::fs::read_dir(&parent) else { continue };
+            for entry in entries.flatten() {
+                if entry.file_name().to_string_lossy().starts_with("NSJAIL.") && remove_empty(&entry.path()) {
+                    removed += 1;
+                }
+            }
+        }
+        removed
+    }
+}
+
+/// rmdir(2) of a cgroup: succeeds only when it has no processes left.
+pub fn remove_empty(dir: &Path) -> bool {
+    std::fs::remove_dir(dir).is_ok()
+}
+
 /// The `oom_kill N` counter of a v1 `memory.oom_control` or v2
 /// `memory.events` file.
 pub fn parse_oom_kills(text: &str) -> Option<u64> {
@@ -196,6 +238,18 @@ mod tests {
         let err = CgroupPlan::detect(CgroupMode::V2, dir.path()).expect_err("no v2");
         assert!(err.to_string().contains("--cgroup v2 requested"));
         assert!(CgroupPlan::detect(CgroupMode::V1, dir.path()).is_err());
+    }
+
+    #[test]
+    fn stale_empty_leaves_are_swept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let plan = CgroupPlan::V2 { root: dir.path().to_path_buf() };
+        std::fs::create_dir(dir.path().join("NSJAIL.7")).expect("mkdir");
+        std::fs::create_dir(dir.path().join("other")).expect("mkdir");
+        std::fs::create_dir_all(dir.path().join("NSJAIL.8/busy")).expect("mkdir");
+        assert_eq!(plan.sweep_stale(), 1, "only the empty NSJAIL leaf goes");
+        assert!(dir.path().join("other").exists() && dir.path().join("NSJAIL.8").exists());
+        assert_eq!(plan.leaf_dirs(8), vec![dir.path().join("NSJAIL.8")]);
     }
 
     #[test]

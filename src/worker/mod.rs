@@ -174,6 +174,7 @@ pub struct Worker {
     stderr: StderrTail,
     info: ReadyInfo,
     oom_file: Option<PathBuf>,
+    cgroup_dirs: Vec<PathBuf>,
     next_run: u64,
     in_run: bool,
     broken: Option<RecycleReason>,
@@ -229,8 +230,21 @@ impl Worker {
                 return Err(WorkerError::ExitedBeforeReady { worker: id, status, stderr: stderr.joined() });
             }
         };
-        let oom_file = child.id().and_then(jailed_pid).and_then(|pid| cgroup.oom_events_file(pid));
-        Ok(Self { id, child, io, stderr, info, oom_file, next_run: 1, in_run: false, broken: None })
+        let zygote_pid = child.id().and_then(jailed_pid);
+        let oom_file = zygote_pid.and_then(|pid| cgroup.oom_events_file(pid));
+        let cgroup_dirs = zygote_pid.map(|pid| cgroup.leaf_dirs(pid)).unwrap_or_default();
+        Ok(Self {
+            id,
+            child,
+            io,
+            stderr,
+            info,
+            oom_file,
+            cgroup_dirs,
+            next_run: 1,
+            in_run: false,
+            broken: None,
+        })
     }
 
     /// The worker's id (unique for the life of the service).
@@ -321,12 +335,13 @@ impl Worker {
     /// Stops the worker: closes its socket (the zygote exits on EOF and nsjail
     /// cleans up its cgroup), then kills it if it lingers. Always reaps.
     pub async fn shutdown(mut self, grace: Duration) {
+        // Shuts down our write half: the zygote reads EOF and exits.
         let _ = self.io.close().await;
-        drop(self.io);
         if tokio::time::timeout(grace, self.child.wait()).await.is_err() {
             // ESRCH (already gone) is fine: kill_on_drop and the reaper do the rest.
             let _ = self.child.start_kill();
             let _ = self.child.wait().await;
+            self.remove_cgroups().await;
         }
     }
 
@@ -340,7 +355,33 @@ impl Worker {
     pub async fn kill(mut self) {
         let _ = self.child.start_kill();
         let _ = self.child.wait().await;
+        self.remove_cgroups().await;
     }
+
+    /// A killed nsjail cannot remove its cgroup; do it once the jail's
+    /// processes are gone (the zygote dies with nsjail: parent-death signal).
+    async fn remove_cgroups(&self) {
+        for _ in 0..20 {
+            if self.cgroup_dirs.iter().all(|dir| !dir.exists() || cgroup::remove_empty(dir)) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tracing::warn!(
+            worker = self.id,
+            "could not remove the worker's cgroup; it is swept at the next start"
+        );
+    }
+}
+
+async fn remove_cgroups(worker: u64, dirs: Vec<PathBuf>) {
+    for _ in 0..20 {
+        if dirs.iter().all(|dir| !dir.exists() || cgroup::remove_empty(dir)) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tracing::warn!(worker, "could not remove the worker's cgroup; it is swept at the next start");
 }
 
 /// The host pid of nsjail's jailed child (the zygote), which names its cgroup.
