@@ -361,16 +361,14 @@ impl Worker {
     /// A killed nsjail cannot remove its cgroup; do it once the jail's
     /// processes are gone (the zygote dies with nsjail: parent-death signal).
     async fn remove_cgroups(&self) {
-        for _ in 0..20 {
-            if self.cgroup_dirs.iter().all(|dir| !dir.exists() || cgroup::remove_empty(dir)) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        tracing::warn!(
-            worker = self.id,
-            "could not remove the worker's cgroup; it is swept at the next start"
-        );
+        remove_cgroups(self.id, self.cgroup_dirs.clone()).await;
+    }
+
+    /// For a worker about to be dropped (deadpool discards it): kill it now
+    /// and remove its cgroup in the background.
+    pub fn discard(&mut self) {
+        self.kill_now();
+        tokio::spawn(remove_cgroups(self.id, std::mem::take(&mut self.cgroup_dirs)));
     }
 }
 
