@@ -138,3 +138,31 @@ async fn sigterm_drains_in_flight_and_queued_requests_then_exits_zero() {
     assert!(status.success(), "exit status {status}");
     assert!(children(service.child.id()).is_empty());
 }
+
+#[tokio::test]
+async fn sandbox_that_cannot_restart_answers_unavailable_with_the_reason() {
+    let service = Service::start(&["--workers", "1", "--queue-timeout-secs", "1"]).await;
+    // Break the sandbox under the running service: the worker code is gone,
+    // so no replacement zygote can start.
+    std::fs::remove_file(service.worker_dir.path().join("zygote.py")).expect("remove zygote.py");
+    let jails = children(service.child.id());
+    signal(jails[0], "KILL");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let response = service
+        .client
+        .post(service.url("/execute"))
+        .json(&json!({"script": "def main():\n    return 1"}))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(body["kind"], "unavailable", "{body}");
+    assert!(body["error"].as_str().expect("error").contains("zygote.py"), "says what is missing: {body}");
+    let metrics = service.metrics().await;
+    assert!(sample(&metrics, "pyexec_worker_recycles_total{reason=\"startup_failure\"}") >= 1.0);
+    // Health stays up (the process serves); readiness does not.
+    assert_eq!(service.client.get(service.url("/health")).send().await.expect("health").status(), 200);
+    assert_eq!(service.client.get(service.url("/ready")).send().await.expect("ready").status(), 503);
+}

@@ -20,7 +20,7 @@ pub struct Service {
     pub child: Child,
     pub base: String,
     pub client: reqwest::Client,
-    _worker_dir: tempfile::TempDir,
+    pub worker_dir: tempfile::TempDir,
 }
 
 fn copy_tree(from: &Path, to: &Path) {
@@ -92,7 +92,7 @@ impl Service {
         let line = rx.recv_timeout(Duration::from_secs(90)).expect("pyexec printed its address");
         let base = line.strip_prefix("pyexec listening on ").expect("address line").to_string();
         let client = reqwest::Client::builder().timeout(Duration::from_secs(120)).build().expect("client");
-        let service = Self { child, base, client, _worker_dir: worker_dir };
+        let service = Self { child, base, client, worker_dir };
         service.wait_ready(Duration::from_secs(90)).await;
         service
     }
