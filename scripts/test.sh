@@ -14,6 +14,10 @@ home=${PYEXEC_HOME:-/opt/pyexec}
 tools="$home/tools-venv/bin"
 
 "$root/scripts/install.sh" --with-test-tools || { echo "install failed"; exit 1; }
+# Every pyexec the tests start uses the sandbox install.sh just built.
+export PYEXEC_NSJAIL=${PYEXEC_NSJAIL:-$home/bin/nsjail}
+export PYEXEC_SANDBOX_PYTHON=${PYEXEC_SANDBOX_PYTHON:-$home/venv/bin/python3}
+export PYEXEC_WORKER_DIR=${PYEXEC_WORKER_DIR:-$home/worker}
 
 passed=0
 failed=0
