@@ -40,7 +40,7 @@ step() {
 binary="$root/target/release/pyexec"
 step "cargo fmt --check" cargo fmt --check
 step "cargo clippy" cargo clippy --all-targets --locked -- -D warnings
-step "ruff (worker/)" "$tools/ruff" check worker
+step "ruff (worker/, bench/)" bash -c "\"$tools/ruff\" check worker && cd bench && \"$tools/ruff\" check ."
 step "pytest (worker/)" "$tools/pytest" -q worker/tests
 step "cargo test (unit + integration)" cargo test --locked -- --test-threads 2
 step "observability (promtool, Prometheus, dashboard schema)" tests/ops/check-observability.sh "$binary"
