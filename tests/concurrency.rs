@@ -57,13 +57,7 @@ async fn busy_pool_sheds_with_overloaded_after_the_queue_timeout() {
             .await
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let response = service
-        .client
-        .post(service.url("/execute"))
-        .json(&json!({"script": "def main():\n    return 1"}))
-        .send()
-        .await
-        .expect("send");
+    let response = service.post_execute(&json!({"script": "def main():\n    return 1"})).await;
     assert_eq!(response.status(), 503);
     assert!(response.headers()["retry-after"].to_str().expect("ascii").parse::<u64>().expect("seconds") >= 1);
     let body: serde_json::Value = response.json().await.expect("json");

@@ -148,13 +148,7 @@ async fn sandbox_that_cannot_restart_answers_unavailable_with_the_reason() {
     let jails = children(service.child.id());
     signal(jails[0], "KILL");
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let response = service
-        .client
-        .post(service.url("/execute"))
-        .json(&json!({"script": "def main():\n    return 1"}))
-        .send()
-        .await
-        .expect("answered");
+    let response = service.post_execute(&json!({"script": "def main():\n    return 1"})).await;
     assert_eq!(response.status(), 503);
     assert!(response.headers().contains_key("retry-after"));
     let body: serde_json::Value = response.json().await.expect("json");

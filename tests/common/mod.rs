@@ -114,9 +114,15 @@ impl Service {
         format!("{}{}", self.base, path)
     }
 
+    /// POSTs a JSON body to /execute and returns the raw response (for
+    /// tests that look at headers).
+    pub async fn post_execute(&self, body: &Value) -> reqwest::Response {
+        self.client.post(self.url("/execute")).json(body).send().await.expect("an answer")
+    }
+
     /// POSTs a JSON body to /execute; returns status and parsed body.
     pub async fn execute_body(&self, body: Value) -> (u16, Value) {
-        let response = self.client.post(self.url("/execute")).json(&body).send().await.expect("request");
+        let response = self.post_execute(&body).await;
         let status = response.status().as_u16();
         let text = response.text().await.expect("body");
         let value =

@@ -18,20 +18,8 @@ import time
 import urllib.error
 import urllib.request
 
-passed = 0
-failed = 0
-
-
-def check(name: str, ok: bool, detail: str = "") -> bool:
-    global passed, failed
-    if ok:
-        passed += 1
-        print(f"ok   {name}")
-    else:
-        failed += 1
-        print(f"FAIL {name}" + (f": {detail}" if detail else ""))
-    return ok
-
+import tally
+from tally import check
 
 TOKEN = ""
 
@@ -116,9 +104,7 @@ def main() -> int:
     ap.add_argument("--image-size", type=int, default=0)
     ap.add_argument("--build-secs", type=int, default=0)
     ap.add_argument("--ready-timeout", type=float, default=90)
-    ap.add_argument(
-        "--token-file", help="the container's PYEXEC_API_TOKEN, if one is set"
-    )
+    ap.add_argument("--token-file", help="the container's PYEXEC_API_TOKEN, if one is set")
     a = ap.parse_args()
     global TOKEN
     if a.token_file:
@@ -151,7 +137,7 @@ def main() -> int:
             break
         time.sleep(0.2)
     if not check("GET /ready -> 200", ready_after is not None, last):
-        print(f"container: {passed} passed, {failed} failed")
+        tally.summary("container")
         return 1
     st, _, _ = request(base + "/health")
     check("GET /health -> 200", st == 200, str(st))
@@ -190,9 +176,7 @@ def main() -> int:
     st, body, _ = request(ex, "POST", {"script": SEED_OS_PRINT})
     check(
         "seed: import os/pandas/numpy, print -> status 5, stdout Hello",
-        st == 200
-        and body.get("result") == {"status": 5}
-        and body.get("stdout") == "Hello\n",
+        st == 200 and body.get("result") == {"status": 5} and body.get("stdout") == "Hello\n",
         f"{st} {body}",
     )
     st, body, _ = request(ex, "POST", {"script": SEED_RANDOM_FRAME})
@@ -255,10 +239,7 @@ def main() -> int:
         "jail has no /etc (container's /etc/hosts, resolv.conf, hostname absent, unwritable)",
         st == 200
         and isinstance(r, dict)
-        and not any(
-            r.get(p)
-            for p in ("/etc/hosts", "/etc/resolv.conf", "/etc/hostname", "/etc/passwd")
-        )
+        and not any(r.get(p) for p in ("/etc/hosts", "/etc/resolv.conf", "/etc/hostname", "/etc/passwd"))
         and r.get("write") is False,
         f"{st} {body}",
     )
@@ -295,10 +276,7 @@ def main() -> int:
             in_flight["answer"] = request(
                 ex,
                 "POST",
-                {
-                    "script": "import time\n\ndef main():\n"
-                    "    time.sleep(2)\n    return 'done'"
-                },
+                {"script": "import time\n\ndef main():\n    time.sleep(2)\n    return 'done'"},
             )
         except OSError as e:
             in_flight["answer"] = (0, repr(e), 0.0)
@@ -307,9 +285,7 @@ def main() -> int:
     worker.start()
     time.sleep(0.5)
     t0 = time.time()
-    subprocess.run(
-        ["podman", "stop", "-t", "40", a.container], check=False, capture_output=True
-    )
+    subprocess.run(["podman", "stop", "-t", "40", a.container], check=False, capture_output=True)
     stop_secs = time.time() - t0
     worker.join(60)
     code = subprocess.run(
@@ -331,19 +307,12 @@ def main() -> int:
     )
 
     print()
-    print(
-        f"image size:              {a.image_size / 1e6:.0f} MB ({a.image_size} bytes)"
-    )
+    print(f"image size:              {a.image_size / 1e6:.0f} MB ({a.image_size} bytes)")
     print(f"image build:             {a.build_secs} s")
     print(f"start -> /ready:         {ready_after:.2f} s")
-    print(
-        f"first-request latency:   {first_latency * 1000:.1f} ms (POST /execute, sum seed)"
-    )
-    print(
-        f"warm latency (20 runs):  median {warm[len(warm) // 2] * 1000:.1f} ms, max {warm[-1] * 1000:.1f} ms"
-    )
-    print(f"container: {passed} passed, {failed} failed")
-    return 1 if failed else 0
+    print(f"first-request latency:   {first_latency * 1000:.1f} ms (POST /execute, sum seed)")
+    print(f"warm latency (20 runs):  median {warm[len(warm) // 2] * 1000:.1f} ms, max {warm[-1] * 1000:.1f} ms")
+    return tally.summary("container")
 
 
 if __name__ == "__main__":

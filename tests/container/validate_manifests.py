@@ -18,13 +18,15 @@ import sys
 import tempfile
 from pathlib import Path
 
+# Siblings: the script's own directory is first on sys.path.
+import tally
 import yaml
+from render_kustomize import RenderError, render
+from tally import check
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 DEPLOY = ROOT / "deploy"
-sys.path.insert(0, str(HERE))
-from render_kustomize import RenderError, render
 
 BUILTIN_GROUPS = {
     "v1",
@@ -37,19 +39,6 @@ RENDERS = ["base", "overlays/gke", "overlays/prometheus-operator"]
 POD_LABELS = {"app.kubernetes.io/name": "pyexec", "app.kubernetes.io/component": "api"}
 # Measured idle worker (nsjail + zygote with numpy+pandas): ~47 MiB PSS.
 WORKER_MIB, SERVICE_MIB, TMP_MIB = 50, 32, 64
-
-passed = 0
-failed = 0
-
-
-def check(name: str, ok: bool, detail: str = "") -> None:
-    global passed, failed
-    if ok:
-        passed += 1
-        print(f"ok   {name}")
-    else:
-        failed += 1
-        print(f"FAIL {name}" + (f": {detail}" if detail else ""))
 
 
 def mib(q: str) -> float:
@@ -104,9 +93,7 @@ def validate_builtin(label: str, docs: list[dict], versions: list[str]) -> None:
             out = proc.stdout + proc.stderr
             for d, f in files:
                 lines = [ln for ln in out.splitlines() if str(f) in ln]
-                good = lines and all(
-                    ln.startswith("INFO") and "passed" in ln for ln in lines
-                )
+                good = lines and all(ln.startswith("INFO") and "passed" in ln for ln in lines)
                 check(
                     f"[{label}] kubernetes-validate --strict {version} {d['kind']}/{d['metadata']['name']}",
                     bool(good),
@@ -120,24 +107,16 @@ def check_podmonitoring(label: str, pm: dict, deployment: dict) -> None:
     if pm["apiVersion"] != "monitoring.googleapis.com/v1":
         problems.append(f"apiVersion {pm['apiVersion']}")
     if only_keys(pm, {"apiVersion", "kind", "metadata", "spec"}):
-        problems.append(
-            f"top-level keys {only_keys(pm, {'apiVersion', 'kind', 'metadata', 'spec'})}"
-        )
+        problems.append(f"top-level keys {only_keys(pm, {'apiVersion', 'kind', 'metadata', 'spec'})}")
     if pm["metadata"].get("namespace") != "pyexec":
         problems.append("namespace is not pyexec")
     spec = pm.get("spec", {})
-    extra = only_keys(
-        spec, {"selector", "endpoints", "targetLabels", "limits", "filterRunning"}
-    )
+    extra = only_keys(spec, {"selector", "endpoints", "targetLabels", "limits", "filterRunning"})
     if extra:
         problems.append(f"unknown spec keys {extra}")
     if spec.get("selector", {}).get("matchLabels") != POD_LABELS:
         problems.append("selector does not match the pod labels")
-    ports = {
-        p["name"]
-        for c in deployment["spec"]["template"]["spec"]["containers"]
-        for p in c.get("ports", [])
-    }
+    ports = {p["name"] for c in deployment["spec"]["template"]["spec"]["containers"] for p in c.get("ports", [])}
     eps = spec.get("endpoints") or []
     if not eps:
         problems.append("no endpoints")
@@ -162,9 +141,7 @@ def check_podmonitoring(label: str, pm: dict, deployment: dict) -> None:
         if extra:
             problems.append(f"unknown endpoint keys {extra}")
         if ep.get("port") not in ports:
-            problems.append(
-                f"endpoint port {ep.get('port')} is not a container port name {ports}"
-            )
+            problems.append(f"endpoint port {ep.get('port')} is not a container port name {ports}")
         if ep.get("path") != "/metrics":
             problems.append("endpoint path is not /metrics")
         if not re.fullmatch(r"\d+(ms|s|m)", str(ep.get("interval", "30s"))):
@@ -195,9 +172,7 @@ def check_servicemonitor(label: str, sm: dict, service: dict) -> None:
     if extra:
         problems.append(f"unknown spec keys {extra}")
     sel = spec.get("selector", {}).get("matchLabels", {})
-    if not sel or any(
-        service["metadata"].get("labels", {}).get(k) != v for k, v in sel.items()
-    ):
+    if not sel or any(service["metadata"].get("labels", {}).get(k) != v for k, v in sel.items()):
         problems.append("selector does not match the Service's labels")
     if spec.get("namespaceSelector", {}).get("matchNames") not in (None, ["pyexec"]):
         problems.append("namespaceSelector is not pyexec")
@@ -223,9 +198,7 @@ def check_servicemonitor(label: str, sm: dict, service: dict) -> None:
         if extra:
             problems.append(f"unknown endpoint keys {extra}")
         if ep.get("port") not in svc_ports:
-            problems.append(
-                f"endpoint port {ep.get('port')} is not a Service port name {svc_ports}"
-            )
+            problems.append(f"endpoint port {ep.get('port')} is not a Service port name {svc_ports}")
         if ep.get("path") != "/metrics":
             problems.append("endpoint path is not /metrics")
     check(name, not problems, "; ".join(problems))
@@ -263,10 +236,7 @@ def check_consistency(label: str, by_kind: dict[str, dict]) -> None:
         tgt["kind"] == "Deployment"
         and tgt["name"] == dep["metadata"]["name"]
         and hpa["spec"]["minReplicas"] >= 2
-        and any(
-            m["type"] == "Resource" and m["resource"]["name"] == "cpu"
-            for m in hpa["spec"]["metrics"]
-        ),
+        and any(m["type"] == "Resource" and m["resource"]["name"] == "cpu" for m in hpa["spec"]["metrics"]),
     )
     check(
         f"[{label}] Deployment leaves replicas to the HPA",
@@ -288,9 +258,7 @@ def check_consistency(label: str, by_kind: dict[str, dict]) -> None:
         envval("PYEXEC_LISTEN", "") == "0.0.0.0:8080"
         and any(p["containerPort"] == 8080 and p["name"] == "http" for p in c["ports"]),
     )
-    wref = (
-        env.get("PYEXEC_WORKERS", {}).get("valueFrom", {}).get("resourceFieldRef", {})
-    )
+    wref = env.get("PYEXEC_WORKERS", {}).get("valueFrom", {}).get("resourceFieldRef", {})
     check(
         f"[{label}] PYEXEC_WORKERS follows requests.cpu",
         wref.get("resource") == "requests.cpu"
@@ -300,17 +268,9 @@ def check_consistency(label: str, by_kind: dict[str, dict]) -> None:
     # Shutdown timing: preStop + drain deadline fit in the grace period, and
     # the drain deadline covers the longest run plus its queue wait.
     pre = c["lifecycle"]["preStop"]
-    pre_secs = (
-        pre["sleep"]["seconds"]
-        if "sleep" in pre
-        else int(pre["exec"]["command"][-1])
-        if "exec" in pre
-        else 0
-    )
+    pre_secs = pre["sleep"]["seconds"] if "sleep" in pre else int(pre["exec"]["command"][-1]) if "exec" in pre else 0
     drain = float(envval("PYEXEC_SHUTDOWN_TIMEOUT_SECS", "30"))
-    longest = float(envval("PYEXEC_MAX_TIMEOUT_SECS", "60")) + float(
-        envval("PYEXEC_QUEUE_TIMEOUT_SECS", "5")
-    )
+    longest = float(envval("PYEXEC_MAX_TIMEOUT_SECS", "60")) + float(envval("PYEXEC_QUEUE_TIMEOUT_SECS", "5"))
     grace = pod["terminationGracePeriodSeconds"]
     check(
         f"[{label}] grace {grace}s >= preStop {pre_secs}s + drain {drain:g}s >= longest run+queue {longest:g}s",
@@ -341,9 +301,7 @@ def check_consistency(label: str, by_kind: dict[str, dict]) -> None:
     ns = by_kind.get("Namespace")
     check(
         f"[{label}] Namespace allows privileged pods (Pod Security)",
-        ns is not None
-        and ns["metadata"]["labels"].get("pod-security.kubernetes.io/enforce")
-        == "privileged",
+        ns is not None and ns["metadata"]["labels"].get("pod-security.kubernetes.io/enforce") == "privileged",
     )
     check(
         f"[{label}] no runtimeClassName (GKE Sandbox/gVisor cannot run nsjail)",
@@ -355,21 +313,14 @@ def check_adapter_values() -> None:
     p = DEPLOY / "overlays/prometheus-operator/prometheus-adapter-values.yaml"
     v = yaml.safe_load(p.read_text())
     rules = v.get("rules", {}).get("custom", [])
-    hpa = yaml.safe_load(
-        (DEPLOY / "overlays/prometheus-operator/hpa-saturation.yaml").read_text()
-    )
-    wanted = {
-        m["pods"]["metric"]["name"]
-        for m in hpa["spec"]["metrics"]
-        if m["type"] == "Pods"
-    }
+    hpa = yaml.safe_load((DEPLOY / "overlays/prometheus-operator/hpa-saturation.yaml").read_text())
+    wanted = {m["pods"]["metric"]["name"] for m in hpa["spec"]["metrics"] if m["type"] == "Pods"}
     defined = {r.get("name", {}).get("as") for r in rules}
     ok = (
         bool(rules)
         and wanted <= defined
         and all(
-            {"seriesQuery", "resources", "name", "metricsQuery"} <= set(r)
-            and "pyexec_workers" in r["metricsQuery"]
+            {"seriesQuery", "resources", "name", "metricsQuery"} <= set(r) and "pyexec_workers" in r["metricsQuery"]
             for r in rules
         )
     )
@@ -399,11 +350,7 @@ def main() -> int:
         by_kind = {d["kind"]: d for d in docs}
         check(
             f"[{label}] every object in namespace pyexec",
-            all(
-                d["metadata"].get("namespace") == "pyexec"
-                for d in docs
-                if d["kind"] != "Namespace"
-            ),
+            all(d["metadata"].get("namespace") == "pyexec" for d in docs if d["kind"] != "Namespace"),
         )
         validate_builtin(label, docs, versions)
         for d in docs:
@@ -423,18 +370,12 @@ def main() -> int:
             check(
                 "[overlays/gke] pinned to the dedicated sandbox node pool (selector + toleration)",
                 dep_pod.get("nodeSelector", {}).get("pyexec.dev/sandbox") == "true"
-                and any(
-                    t.get("key") == "pyexec.dev/sandbox"
-                    for t in dep_pod.get("tolerations", [])
-                ),
+                and any(t.get("key") == "pyexec.dev/sandbox" for t in dep_pod.get("tolerations", [])),
             )
             check(
                 "[overlays/gke] HPA has a Managed Prometheus pool-saturation metric",
                 any(
-                    m["type"] == "Pods"
-                    and m["pods"]["metric"]["name"].startswith(
-                        "prometheus.googleapis.com|pyexec_"
-                    )
+                    m["type"] == "Pods" and m["pods"]["metric"]["name"].startswith("prometheus.googleapis.com|pyexec_")
                     for m in by_kind["HorizontalPodAutoscaler"]["spec"]["metrics"]
                 ),
             )
@@ -444,8 +385,7 @@ def main() -> int:
                 "ServiceMonitor" in by_kind,
             )
     check_adapter_values()
-    print(f"manifests: {passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return tally.summary("manifests")
 
 
 if __name__ == "__main__":
