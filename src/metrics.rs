@@ -182,6 +182,24 @@ impl Metrics {
     }
 }
 
+/// Increments a gauge now and decrements it when dropped, so the gauge
+/// stays right when a request future is cancelled (the client went away).
+pub struct GaugeGuard(IntGauge);
+
+impl GaugeGuard {
+    /// `gauge.inc()` until the guard is dropped.
+    pub fn new(gauge: &IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,6 +226,15 @@ mod tests {
         }
         assert!(text.contains(r#"pyexec_requests_total{kind="memory_limit"} 0"#));
         assert!(text.contains(r#"pyexec_worker_recycles_total{reason="startup_failure"} 0"#));
+    }
+
+    #[test]
+    fn gauge_guard_decrements_when_dropped() {
+        let gauge = IntGauge::new("g", "help").expect("gauge");
+        let guard = GaugeGuard::new(&gauge);
+        assert_eq!(gauge.get(), 1);
+        drop(guard);
+        assert_eq!(gauge.get(), 0);
     }
 
     #[test]

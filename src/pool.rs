@@ -18,7 +18,7 @@ use deadpool::managed::{
 use tokio::sync::mpsc;
 
 use crate::config::{PoolConfig, SandboxConfig};
-use crate::metrics::Metrics;
+use crate::metrics::{GaugeGuard, Metrics};
 use crate::worker::cgroup::CgroupPlan;
 use crate::worker::{RecycleReason, Worker, WorkerError};
 
@@ -200,9 +200,9 @@ impl WorkerPool {
             recycle: Some(Duration::from_secs(1)),
         };
         let started = Instant::now();
-        self.metrics.queue_length.inc();
+        let queued = GaugeGuard::new(&self.metrics.queue_length);
         let got = self.inner.timeout_get(&timeouts).await;
-        self.metrics.queue_length.dec();
+        drop(queued);
         let waited = started.elapsed();
         self.metrics.queue_wait.observe(waited.as_secs_f64());
         match got {

@@ -45,3 +45,32 @@ async fn counters_and_histograms_move_by_exactly_the_traffic() {
     assert!(sample(&after, "process_resident_memory_bytes") > 0.0);
     assert_eq!(sample(&after, "pyexec_build_info{version=\"0.1.0\"}"), 1.0);
 }
+
+#[tokio::test]
+async fn gauges_recover_when_clients_disconnect_mid_request() {
+    let service = Service::start(&["--workers", "1"]).await;
+    let impatient =
+        reqwest::Client::builder().timeout(std::time::Duration::from_millis(300)).build().expect("client");
+    let mut gave_up = Vec::new();
+    for _ in 0..3 {
+        let client = impatient.clone();
+        let url = service.url("/execute");
+        gave_up.push(tokio::spawn(async move {
+            client
+                .post(url)
+                .json(&json!({"script": "import time\ndef main():\n    time.sleep(0.5)"}))
+                .send()
+                .await
+        }));
+    }
+    for request in gave_up {
+        assert!(request.await.expect("task").is_err(), "the client timed out");
+    }
+    // The abandoned run finishes in its own task and the worker comes back.
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let metrics = service.metrics().await;
+    assert_eq!(sample(&metrics, "pyexec_in_flight_requests"), 0.0);
+    assert_eq!(sample(&metrics, "pyexec_queue_length"), 0.0);
+    assert_eq!(sample(&metrics, "pyexec_workers{state=\"idle\"}"), 1.0);
+    assert_eq!(service.ok("def main():\n    return 'still serving'").await["result"], "still serving");
+}

@@ -17,7 +17,7 @@ use super::error::{json_response, output_text, ApiError};
 use super::request::parse_job;
 use crate::config::{HttpConfig, LimitsConfig};
 use crate::executor::{ExecuteError, Executor};
-use crate::metrics::Metrics;
+use crate::metrics::{GaugeGuard, Metrics};
 use crate::pool::WorkerPool;
 use crate::protocol::{Outcome, RunReport};
 
@@ -116,7 +116,7 @@ struct Success<'a> {
 
 async fn execute(app: &App, request: Request<Incoming>) -> Response<Full<Bytes>> {
     let started = Instant::now();
-    app.metrics.in_flight.inc();
+    let _in_flight = GaugeGuard::new(&app.metrics.in_flight);
     let request_id = app.request_id();
     let (kind, mut response) = match handle_execute(app, request, &request_id).await {
         Ok(response) => ("ok", response),
@@ -127,7 +127,6 @@ async fn execute(app: &App, request: Request<Incoming>) -> Response<Full<Bytes>>
     }
     app.metrics.request(kind);
     app.metrics.request_duration.observe(started.elapsed().as_secs_f64());
-    app.metrics.in_flight.dec();
     response
 }
 
