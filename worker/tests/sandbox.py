@@ -18,6 +18,7 @@ WORKER_DIR = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(WORKER_DIR))
 
 from pyexec_worker import protocol  # noqa: E402
+from pyexec_worker.isolation import fixed_environment  # noqa: E402
 
 PYEXEC_HOME = Path(os.environ.get("PYEXEC_HOME", "/opt/pyexec"))
 NSJAIL = PYEXEC_HOME / "bin" / "nsjail"
@@ -60,16 +61,7 @@ def nsjail_argv(worker_dir: Path, max_frame: int = MAX_FRAME, proc_rw: bool = Tr
     argv += ["-R", "/usr", "-s", "usr/bin:/bin", "-s", "usr/lib:/lib", "-s", "usr/lib64:/lib64"]
     argv += ["-R", venv, "-R", f"{worker_dir}:/pyexec/worker"]
     argv += ["-R", "/dev/null", "-R", "/dev/zero", "-R", "/dev/urandom", "-R", "/dev/random", "--pass_fd", "3"]
-    env = {
-        "PATH": f"{venv}/bin:/usr/bin:/bin",
-        "HOME": "/tmp",
-        "LANG": "C.UTF-8",
-        "TMPDIR": "/tmp",
-        "OPENBLAS_NUM_THREADS": "1",
-        "OMP_NUM_THREADS": "1",
-        "MKL_NUM_THREADS": "1",
-        "PYTHONDONTWRITEBYTECODE": "1",
-    }
+    env = fixed_environment(venv)
     for key, value in env.items():
         argv += ["-E", f"{key}={value}"]
     argv += ["--cwd", "/", "--", f"{venv}/bin/python3", "-E", "-s", "-B", "/pyexec/worker/zygote.py"]
