@@ -22,27 +22,40 @@ export PYEXEC_WORKER_DIR=${PYEXEC_WORKER_DIR:-$home/worker}
 passed=0
 failed=0
 failures=()
+failure_logs=()
+logs=$(mktemp -d /tmp/pyexec-test-logs.XXXXXX)
+# step NAME CMD...: runs CMD, shows its output and keeps a copy, so that the
+# summary at the end can repeat why a failed step failed (a long CI log may
+# be shown with its middle cut out).
 step() {
   local name=$1
   shift
+  local log="$logs/$((passed + failed)).log"
   printf '\n\033[1m==> %s\033[0m\n' "$name"
   local started=$SECONDS
-  if "$@"; then
+  if "$@" 2>&1 | tee "$log"; then
     passed=$((passed + 1))
     printf '\033[32m<== %s passed (%ss)\033[0m\n' "$name" $((SECONDS - started))
   else
     failed=$((failed + 1))
     failures+=("$name")
+    failure_logs+=("$log")
     printf '\033[31m<== %s FAILED (%ss)\033[0m\n' "$name" $((SECONDS - started))
   fi
 }
 
+# The lines of a failed step's log that say what failed, without backtraces.
+digest() {
+  grep -E -A2 -- '--- FAILED|panicked at|^(FAILED|ERROR) |^E  |^error(\[|:)|^not ok|^FAIL|✗' "$1" |
+    grep -vE '^\s+[0-9]+: |^\s+at |^stack backtrace' | head -n 80
+}
+
 binary="$root/target/release/pyexec"
 step "cargo fmt --check" cargo fmt --check
-step "cargo clippy" cargo clippy --all-targets --locked -- -D warnings
+step "cargo clippy" cargo clippy --quiet --all-targets --locked -- -D warnings
 step "ruff (worker/, bench/)" bash -c "\"$tools/ruff\" check worker && cd bench && \"$tools/ruff\" check ."
 step "pytest (worker/)" "$tools/pytest" -q worker/tests
-step "cargo test (unit + integration)" cargo test --locked -- --test-threads 2
+step "cargo test (unit + integration)" cargo test --quiet --locked -- --test-threads 2
 step "observability (promtool, Prometheus, dashboard schema)" tests/ops/check-observability.sh "$binary"
 step "k6 smoke" load-tests/run.sh smoke "$binary"
 step "benchmark (quick)" "$tools/python" bench/run.py --quick --binary "$binary"
@@ -52,8 +65,13 @@ if [ "${PYEXEC_SKIP_CONTAINER:-0}" != 1 ]; then
 fi
 
 echo
+for i in "${!failures[@]}"; do
+  printf '\n\033[31m--- why "%s" failed (full output above)\033[0m\n' "${failures[$i]}"
+  digest "${failure_logs[$i]}"
+done
 if [ $failed -gt 0 ]; then
-  printf 'failed steps: %s\n' "${failures[*]}"
+  printf '\nfailed steps: %s\n' "$(IFS=,; echo "${failures[*]}")"
 fi
+rm -rf "$logs"
 echo "steps: $passed passed, $failed failed"
 [ $failed -eq 0 ]

@@ -102,6 +102,42 @@ async fn oversized_body_is_413() {
     service.ok("def main():\n    return 1").await;
 }
 
+/// A client that sends its headers, then (a moment later, as a large
+/// upload does) its body, must get the 413 rather than a connection reset:
+/// the service answers at once, then reads and discards a bounded amount
+/// of what the client sends before it closes the connection.
+#[tokio::test]
+async fn refused_body_gets_its_answer_not_a_reset() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let service = Service::start(&["--max-body-bytes", "1024", "--workers", "1"]).await;
+    let address = service.base.trim_start_matches("http://").to_string();
+    let body = format!("{{\"script\": \"{}\"}}", "x".repeat(200_000));
+    for attempt in 0..10 {
+        let mut stream = tokio::net::TcpStream::connect(&address).await.expect("connect");
+        let head = format!(
+            "POST /execute HTTP/1.1\r\nHost: pyexec\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).await.expect("headers");
+        // Clients such as hyper's give up on the answer when a body write
+        // fails, so the service must take the whole (modest) body.
+        for piece in body.as_bytes().chunks(50_000) {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            let written = stream.write_all(piece).await;
+            assert!(written.is_ok(), "attempt {attempt}: the body write failed: {written:?}");
+        }
+        let mut answer = Vec::new();
+        let read = stream.read_to_end(&mut answer).await;
+        let text = String::from_utf8_lossy(&answer).to_lowercase();
+        assert!(
+            text.starts_with("http/1.1 413"),
+            "attempt {attempt}: expected a 413, got {read:?} and {text:?}"
+        );
+        assert!(text.contains("connection: close") && text.contains("payload_too_large"), "{text}");
+    }
+    service.ok("def main():\n    return 1").await;
+}
+
 #[tokio::test]
 async fn api_token_is_required_when_configured() {
     let service = Service::start_with_env(&[], &[("PYEXEC_API_TOKEN", "s3cret")]).await;

@@ -6,6 +6,7 @@
 //! or still queued for a worker) get its answer within the deadline, close
 //! idle keep-alive connections.
 
+mod body;
 pub mod error;
 mod request;
 pub mod routes;

@@ -6,13 +6,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONNECTION, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use super::body::RequestBody;
 use super::error::{json_response, output_text, ApiError};
 use super::request::parse_job;
 use crate::config::{HttpConfig, LimitsConfig};
@@ -60,13 +61,13 @@ impl App {
 
 /// Routes one request.
 pub async fn route(app: &App, request: Request<Incoming>) -> Response<Full<Bytes>> {
-    let path = request.uri().path();
-    let method = request.method().clone();
-    match (path, method) {
-        ("/execute", Method::POST) => execute(app, request).await,
-        ("/health", Method::GET | Method::HEAD) => json_response(StatusCode::OK, &Status { status: "ok" }),
-        ("/ready", Method::GET | Method::HEAD) => ready(app),
-        ("/metrics", Method::GET) => metrics(app),
+    let (parts, incoming) = request.into_parts();
+    let mut body = RequestBody::new(incoming);
+    let mut response = match (parts.uri.path(), &parts.method) {
+        ("/execute", &Method::POST) => execute(app, &parts.headers, &mut body).await,
+        ("/health", &Method::GET | &Method::HEAD) => json_response(StatusCode::OK, &Status { status: "ok" }),
+        ("/ready", &Method::GET | &Method::HEAD) => ready(app),
+        ("/metrics", &Method::GET) => metrics(app),
         (path, _) => {
             let error = match path {
                 "/execute" => ApiError::MethodNotAllowed { allow: "POST" },
@@ -77,7 +78,11 @@ pub async fn route(app: &App, request: Request<Incoming>) -> Response<Full<Bytes
             app.metrics.request(error.kind());
             error.into_response()
         }
+    };
+    if body.finish() {
+        response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
     }
+    response
 }
 
 #[derive(Serialize)]
@@ -114,11 +119,11 @@ struct Success<'a> {
     stderr_truncated: bool,
 }
 
-async fn execute(app: &App, request: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn execute(app: &App, headers: &HeaderMap, body: &mut RequestBody) -> Response<Full<Bytes>> {
     let started = Instant::now();
     let _in_flight = GaugeGuard::new(&app.metrics.in_flight);
     let request_id = app.request_id();
-    let (kind, mut response) = match handle_execute(app, request, &request_id).await {
+    let (kind, mut response) = match handle_execute(app, headers, body, &request_id).await {
         Ok(response) => ("ok", response),
         Err(error) => (error.kind(), error.into_response()),
     };
@@ -132,11 +137,12 @@ async fn execute(app: &App, request: Request<Incoming>) -> Response<Full<Bytes>>
 
 async fn handle_execute(
     app: &App,
-    request: Request<Incoming>,
+    headers: &HeaderMap,
+    body: &mut RequestBody,
     request_id: &str,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    authorize(app, &request)?;
-    let body = read_json_body(request, app.http.max_body_bytes).await?;
+    authorize(app, headers)?;
+    let body = body.read_json(headers, app.http.max_body_bytes).await?;
     let job = parse_job(&body, &app.limits)?;
     let report = app.executor.execute(job).await.map_err(|error| match error {
         ExecuteError::Overloaded { retry_after } => ApiError::Overloaded { retry_after },
@@ -175,10 +181,9 @@ fn success(report: RunReport, request_id: &str) -> Result<Response<Full<Bytes>>,
     ))
 }
 
-fn authorize(app: &App, request: &Request<Incoming>) -> Result<(), ApiError> {
+fn authorize(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(token) = &app.http.api_token else { return Ok(()) };
-    let presented = request
-        .headers()
+    let presented = headers
         .get(AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
@@ -193,38 +198,6 @@ fn authorize(app: &App, request: &Request<Incoming>) -> Result<(), ApiError> {
 /// Compares without an early exit, so timing does not reveal the token.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn is_json(request: &Request<Incoming>) -> bool {
-    request
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.split(';').next())
-        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
-}
-
-/// Reads the body, refusing (without reading further) anything over `max`.
-async fn read_json_body(request: Request<Incoming>, max: u64) -> Result<Bytes, ApiError> {
-    if !is_json(&request) {
-        return Err(ApiError::UnsupportedMediaType);
-    }
-    let declared = request
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > max) {
-        return Err(ApiError::PayloadTooLarge { max });
-    }
-    let limit = usize::try_from(max).unwrap_or(usize::MAX);
-    match Limited::new(request.into_body(), limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-            Err(ApiError::PayloadTooLarge { max })
-        }
-        Err(error) => Err(ApiError::InvalidJson(format!("could not read the request body: {error}"))),
-    }
 }
 
 #[cfg(test)]

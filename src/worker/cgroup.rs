@@ -165,9 +165,19 @@ impl CgroupPlan {
     }
 
     /// Removes leaf cgroups left by jails that were killed (nsjail removes
-    /// its own only when it exits normally). Only empty cgroups can be
-    /// removed, so a live worker's cgroup is never touched.
+    /// its own only when it exits normally).
+    ///
+    /// A leaf is `NSJAIL.<pid>` of the jailed process. It is stale only when
+    /// that process is gone: nsjail creates the leaf empty and moves its
+    /// child in a moment later, so an empty leaf of a live pid may belong
+    /// to a jail another pyexec on this host is starting right now, and
+    /// removing it would make that start fail. rmdir(2) refuses non-empty
+    /// cgroups, so a running worker's leaf is never touched either way.
     pub fn sweep_stale(&self) -> usize {
+        self.sweep_leaves(|pid| Path::new("/proc").join(pid.to_string()).exists())
+    }
+
+    fn sweep_leaves(&self, is_alive: impl Fn(u32) -> bool) -> usize {
         let parents: Vec<PathBuf> = match self {
             Self::Off => Vec::new(),
             Self::V1 { memory_root, pids_root } => {
@@ -179,7 +189,13 @@ impl CgroupPlan {
         for parent in parents {
             let Ok(entries) = std::fs::read_dir(&parent) else { continue };
             for entry in entries.flatten() {
-                if entry.file_name().to_string_lossy().starts_with("NSJAIL.") && remove_empty(&entry.path()) {
+                let name = entry.file_name();
+                let Some(pid) =
+                    name.to_str().and_then(|n| n.strip_prefix("NSJAIL.")).and_then(|p| p.parse().ok())
+                else {
+                    continue;
+                };
+                if !is_alive(pid) && remove_empty(&entry.path()) {
                     removed += 1;
                 }
             }
@@ -245,9 +261,13 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let plan = CgroupPlan::V2 { root: dir.path().to_path_buf() };
         std::fs::create_dir(dir.path().join("NSJAIL.7")).expect("mkdir");
+        std::fs::create_dir(dir.path().join("NSJAIL.9")).expect("mkdir");
         std::fs::create_dir(dir.path().join("other")).expect("mkdir");
         std::fs::create_dir_all(dir.path().join("NSJAIL.8/busy")).expect("mkdir");
-        assert_eq!(plan.sweep_stale(), 1, "only the empty NSJAIL leaf goes");
+        let alive = |pid| pid == 9;
+        assert_eq!(plan.sweep_leaves(alive), 1, "only the empty leaf of a dead pid goes");
+        assert!(!dir.path().join("NSJAIL.7").exists());
+        assert!(dir.path().join("NSJAIL.9").exists(), "a live jail may be starting in it");
         assert!(dir.path().join("other").exists() && dir.path().join("NSJAIL.8").exists());
         assert_eq!(plan.leaf_dirs(8), vec![dir.path().join("NSJAIL.8")]);
     }

@@ -8,10 +8,12 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -21,6 +23,39 @@ pub struct Service {
     pub base: String,
     pub client: reqwest::Client,
     pub worker_dir: tempfile::TempDir,
+    log: ServiceLog,
+}
+
+/// The last lines pyexec wrote to stderr, kept so that a test that fails
+/// can say why the service misbehaved (`PYEXEC_TEST_LOGS=1` also echoes
+/// them as they come).
+#[derive(Clone, Default)]
+pub struct ServiceLog(Arc<Mutex<VecDeque<String>>>);
+
+impl ServiceLog {
+    const KEEP_LINES: usize = 200;
+
+    fn follow(&self, stderr: impl Read + Send + 'static) {
+        let log = self.clone();
+        let echo = std::env::var_os("PYEXEC_TEST_LOGS").is_some();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if echo {
+                    eprintln!("{line}");
+                }
+                let mut lines = log.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                if lines.len() == Self::KEEP_LINES {
+                    lines.pop_front();
+                }
+                lines.push_back(line);
+            }
+        });
+    }
+
+    pub fn text(&self) -> String {
+        let lines = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        lines.iter().map(String::as_str).collect::<Vec<_>>().join("\n")
+    }
 }
 
 fn copy_tree(from: &Path, to: &Path) {
@@ -74,13 +109,11 @@ impl Service {
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(if std::env::var_os("PYEXEC_TEST_LOGS").is_some() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            });
+            .stderr(Stdio::piped());
         let mut child = command.spawn().expect("start pyexec");
         let stdout = child.stdout.take().expect("stdout");
+        let log = ServiceLog::default();
+        log.follow(child.stderr.take().expect("stderr"));
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines();
@@ -89,10 +122,15 @@ impl Service {
             }
             for _ in lines {}
         });
-        let line = rx.recv_timeout(Duration::from_secs(90)).expect("pyexec printed its address");
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(90)) else {
+            let _ = child.kill(); // still running means stuck: stop it
+            let status = child.wait().map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+            std::thread::sleep(Duration::from_millis(100)); // let the log thread read the last lines
+            panic!("pyexec did not print its address ({status}); its stderr:\n{}", log.text());
+        };
         let base = line.strip_prefix("pyexec listening on ").expect("address line").to_string();
         let client = reqwest::Client::builder().timeout(Duration::from_secs(120)).build().expect("client");
-        let service = Self { child, base, client, worker_dir };
+        let service = Self { child, base, client, worker_dir, log };
         service.wait_ready(Duration::from_secs(90)).await;
         service
     }
@@ -105,7 +143,11 @@ impl Service {
                     return;
                 }
             }
-            assert!(Instant::now() < deadline, "pyexec did not become ready");
+            assert!(
+                Instant::now() < deadline,
+                "pyexec did not become ready; its stderr:\n{}",
+                self.log.text()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

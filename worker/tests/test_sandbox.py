@@ -50,22 +50,44 @@ def result(reply: dict):
     return json.loads(reply["result"])
 
 
+def proc_stat(pid: int) -> dict:
+    """The fields of /proc/<pid>/stat a test looks at ({} once it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return {}
+    comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+    state, ppid, pgrp, session = stat.rsplit(")", 1)[1].split()[:4]
+    return {"pid": pid, "comm": comm, "state": state, "ppid": int(ppid), "pgrp": int(pgrp), "session": int(session)}
+
+
 def descendants(pid: int) -> set[int]:
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            children.setdefault(ppid, []).append(int(entry))
+            ppid = proc_stat(int(entry)).get("ppid")
+            if ppid is not None:
+                children.setdefault(ppid, []).append(int(entry))
     found, todo = set(), [pid]
     while todo:
         for child in children.get(todo.pop(), []):
             found.add(child)
             todo.append(child)
     return found
+
+
+def settled_tree(pid: int, expected: int, limit_s: float = 5.0) -> set[int]:
+    """The descendants of ``pid`` once they are ``expected`` many and the
+    same set twice in a row 100 ms apart (or whatever is there at the limit).
+    """
+    deadline = time.monotonic() + limit_s
+    previous: set[int] = set()
+    while True:
+        tree = descendants(pid)
+        if (len(tree) == expected and tree == previous) or time.monotonic() > deadline:
+            return tree
+        previous = tree
+        time.sleep(0.1)
 
 
 # --- start-up and protocol ---------------------------------------------------
@@ -350,14 +372,17 @@ def test_nothing_survives_into_the_next_run(zygote):
     }
     # On the host: nsjail's tree is the zygote, the fork server and the
     # spares (an init and a runner each); nothing of the two runs is left.
-    # The pong comes after the zygote has reaped the run and made its spare.
+    # The pong comes after the zygote has killed the first run; the fork
+    # server then builds the replacement spares in the background, so wait
+    # until the tree has settled before counting.
     zygote.send({"type": "ping", "id": 5})
     assert zygote.recv() == {"type": "pong", "id": 5}
-    deadline = time.monotonic() + 2  # the zygote reaps killed inits off the hot path
-    while len(descendants(zygote.proc.pid)) != EXPECTED_TREE and time.monotonic() < deadline:
-        time.sleep(0.05)
-    tree = descendants(zygote.proc.pid)
-    assert len(tree) == EXPECTED_TREE, [Path(f"/proc/{pid}/stat").read_text().split()[:5] for pid in sorted(tree)]
+    tree = settled_tree(zygote.proc.pid, EXPECTED_TREE)
+    stats = [proc_stat(pid) for pid in sorted(tree)]
+    assert len(tree) == EXPECTED_TREE, stats
+    # The daemons of the first run called setsid(); everything legitimate
+    # (zygote, fork server, spares) stays in the session nsjail made.
+    assert len({s["session"] for s in stats}) == 1 and {s["comm"] for s in stats} == {"python3"}, stats
 
 
 def test_numpy_and_random_reseeded_per_run(zygote):
