@@ -6,8 +6,9 @@ Measures, on this machine and in one run:
 1. pyexec over HTTP (this script starts the binary on a free 127.0.0.1 port):
    sequential p50/p99 of a trivial and of a small pandas script over one
    keep-alive ``http.client`` connection, and the highest throughput sustained
-   with zero errors at fixed concurrencies (closed loop, one process per
-   connection; in full mode also open-loop k6 constant-arrival-rate steps);
+   with zero errors at fixed concurrencies (closed loop, one Python process
+   per connection, and the same with wrk when it is installed; in full mode
+   also open-loop k6 constant-arrival-rate steps);
 2. the cold-spawn design of the original nsjail/Flask implementations: a fresh
    nsjail + a fresh Python importing numpy and pandas per request, with the
    sandbox flags of docs/internals.md, same scripts;
@@ -57,6 +58,7 @@ from pyexec_bench.http_throughput import http_closed_loop, k6_steps
 from pyexec_bench.proc_accounting import worker_memory
 from pyexec_bench.report import f2, machine, render, targets
 from pyexec_bench.service import Service
+from pyexec_bench.wrk_load import wrk_closed_loop
 
 
 @dataclass(frozen=True)
@@ -69,13 +71,15 @@ class Plan:
     n_cold: int
     n_floor: dict[str, int]
     concurrencies: list[int]
+    wrk_concurrencies: list[int]
     throughput_s: float
     cold_throughput_s: float
 
     @classmethod
     def for_mode(cls, quick: bool) -> Plan:
         if quick:
-            return cls(True, {"trivial": 300, "pandas": 150}, 50, 5, {"trivial": 2000, "pandas": 100}, [4], 2.0, 3.0)
+            floor_n = {"trivial": 2000, "pandas": 100}
+            return cls(True, {"trivial": 300, "pandas": 150}, 50, 5, floor_n, [4], [4], 2.0, 3.0)
         return cls(
             False,
             {"trivial": 3000, "pandas": 1500},
@@ -83,6 +87,7 @@ class Plan:
             30,
             {"trivial": 100000, "pandas": 2000},
             [1, 2, 4, 8],
+            [2, 4, 8],
             5.0,
             10.0,
         )
@@ -127,10 +132,21 @@ def measure_pyexec(svc: Service, plan: Plan, workers: int | None, tmp: Path) -> 
         r = http_closed_loop(svc, "trivial", c, plan.throughput_s)
         log(f"  {r['rps']:.0f} req/s, errors {r['errors']} {r['statuses']}")
         px["closed_loop"].append(r)
+    px["wrk"] = []
+    for c in plan.wrk_concurrencies:
+        log(f"pyexec wrk closed loop, concurrency {c}, {plan.throughput_s:.0f} s")
+        r = wrk_closed_loop(svc, "trivial", c, plan.throughput_s, tmp)
+        if r is None:
+            break
+        log(f"  {r['rps']:.0f} req/s, errors {r['errors']} {r['statuses']}")
+        px["wrk"].append(r)
     best, how = None, "n/a"
     for r in px["closed_loop"]:
         if r["errors"] == 0 and (best is None or r["rps"] > best):
-            best, how = r["rps"], f"closed loop, concurrency {r['concurrency']}"
+            best, how = r["rps"], f"closed loop (Python client), concurrency {r['concurrency']}"
+    for r in px["wrk"]:
+        if r["errors"] == 0 and (best is None or r["rps"] > best):
+            best, how = r["rps"], f"closed loop (wrk), concurrency {r['concurrency']}"
     if not plan.quick:
         base = int(best or 100)
         rates = sorted({max(50, int(base * f) // 25 * 25) for f in (0.5, 0.7, 0.85, 1.0, 1.1, 1.25)})

@@ -64,7 +64,9 @@ def targets(res: Result) -> dict[str, tuple[Any, bool | None]]:
     tp = seq.get("trivial", {}).get("p50")
     pp = seq.get("pandas", {}).get("p50")
     rps = px.get("best_rps")
-    mem = (px.get("memory_idle") or {}).get("per_worker_mib_mean")
+    idle = px.get("memory_idle") or {}
+    mem = idle.get("per_worker_mib_mean")
+    anon = statistics.fmean(w["anon_kib"] for w in idle["workers"]) / 1024 if idle.get("workers") else None
     ct, cp = res["cold"]["trivial"]["p50"], res["cold"]["pandas"]["p50"]
     cold_ok = None if tp is None or pp is None else (ct / tp >= 100 and cp / pp >= 100)
     return {
@@ -73,6 +75,7 @@ def targets(res: Result) -> dict[str, tuple[Any, bool | None]]:
         "trivial_rps": (rps, None if rps is None else rps >= TARGETS["trivial_rps"]),
         "cold_ratio": (((ct, tp), (cp, pp)), cold_ok),
         "idle_worker_mib": (mem, None if mem is None else mem <= TARGETS["idle_worker_mib"]),
+        "idle_worker_anon_mib": (anon, None),
     }
 
 
@@ -203,7 +206,12 @@ def _throughput(res: Result) -> list[str]:
     ]
     for t in px.get("closed_loop", []):
         out.append(
-            f"| pyexec | closed loop, {t['duration_s']:.0f} s | {t['concurrency']} | "
+            f"| pyexec | closed loop (Python client), {t['duration_s']:.0f} s | {t['concurrency']} | "
+            f"{t['rps']:.0f} | {t['errors']} | {f2(t['p50'])} | {f2(t['p99'])} |"
+        )
+    for t in px.get("wrk", []):
+        out.append(
+            f"| pyexec | closed loop (wrk), {t['duration_s']:.0f} s | {t['concurrency']} | "
             f"{t['rps']:.0f} | {t['errors']} | {f2(t['p50'])} | {f2(t['p99'])} |"
         )
     for t in px.get("k6_steps", []):
@@ -220,6 +228,7 @@ def _throughput(res: Result) -> list[str]:
         )
     cpu_rows = [(f"sequential {n}, back to back", seq[n]) for n in SCRIPTS if seq.get(n)]
     cpu_rows += [(f"closed loop trivial, concurrency {t['concurrency']}", t) for t in px.get("closed_loop", [])]
+    cpu_rows += [(f"wrk closed loop trivial, concurrency {t['concurrency']}", t) for t in px.get("wrk", [])]
     if cpu_rows and cpu_rows[0][1].get("cpu_ms_per_request"):
         out += [
             "",
@@ -300,7 +309,12 @@ def _targets(res: Result) -> list[str]:
             "cold_ratio",
             f"trivial {ratio(*tg['cold_ratio'][0][0])}, pandas {ratio(*tg['cold_ratio'][0][1])}",
         ),
-        ("<= 60 MiB per idle worker", "idle_worker_mib", f"{f2(tg['idle_worker_mib'][0], 1)} MiB"),
+        (
+            "<= 60 MiB per idle worker (PSS)",
+            "idle_worker_mib",
+            f"{f2(tg['idle_worker_mib'][0], 1)} MiB, of which {f2(tg['idle_worker_anon_mib'][0], 1)} MiB "
+            "anonymous (the worker's own; the rest is library pages shared by all workers)",
+        ),
     ):
         out.append(f"| {label} | {val} | {mark(tg[key][1])} |")
     return out
