@@ -56,7 +56,7 @@ from pyexec_bench.floor import floor
 from pyexec_bench.http_latency import http_sequential
 from pyexec_bench.http_throughput import http_closed_loop, k6_steps
 from pyexec_bench.proc_accounting import worker_memory
-from pyexec_bench.report import f2, machine, render, targets
+from pyexec_bench.report import cpu_ticks, f2, machine, render, steal_percent, targets
 from pyexec_bench.service import Service
 from pyexec_bench.wrk_load import wrk_closed_loop
 
@@ -192,6 +192,7 @@ def main() -> int:
             svc.stop()
 
     res["machine"]["loadavg_end"] = os.getloadavg()
+    res["machine"]["steal_percent"] = steal_percent(res["machine"]["ticks_start"], cpu_ticks())
     res["targets"] = targets(res)
     res["elapsed_s"] = time.monotonic() - t_start
     md = render(res)

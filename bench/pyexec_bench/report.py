@@ -28,6 +28,18 @@ TARGETS = {
 }
 
 
+def cpu_ticks() -> tuple[int, int]:
+    """(all, steal) CPU ticks of the machine so far, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return sum(fields), fields[7] if len(fields) > 7 else 0
+
+
+def steal_percent(start: tuple[int, int], end: tuple[int, int]) -> float:
+    """Share of CPU time the hypervisor gave to other guests between two readings."""
+    total = end[0] - start[0]
+    return 100.0 * (end[1] - start[1]) / total if total else 0.0
+
+
 def machine() -> dict[str, Any]:
     cpu = "?"
     try:
@@ -53,6 +65,7 @@ def machine() -> dict[str, Any]:
         "cpu": cpu,
         "memory": mem,
         "loadavg_start": os.getloadavg(),
+        "ticks_start": cpu_ticks(),
         "os": osname,
         "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
@@ -115,7 +128,9 @@ def _header(res: Result) -> list[str]:
         f"Machine: {m['nproc']} CPUs ({m['cpu']}), {m['memory']} RAM, kernel {m['kernel']}, "
         f"{m['os']}. Load average (1 min) {m['loadavg_start'][0]:.2f} at start, "
         f"{m.get('loadavg_end', (float('nan'),))[0]:.2f} at end (other processes share the "
-        f"CPUs when it is above ~0.5). pyexec workers: {px.get('workers', 'n/a')}. "
+        f"CPUs when it is above ~0.5). CPU steal (time the hypervisor gave other guests) "
+        f"during the run: {m.get('steal_percent', float('nan')):.1f}%; on a noisy host every figure "
+        f"below is slower, the floor included. pyexec workers: {px.get('workers', 'n/a')}. "
         f"Command: `{res['command']}`.",
     ]
 
