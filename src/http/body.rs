@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper::header::{HeaderMap, CONTENT_LENGTH, CONTENT_TYPE};
 
 use super::error::ApiError;
@@ -34,7 +34,6 @@ pub struct RequestBody {
 
 impl RequestBody {
     pub fn new(incoming: Incoming) -> Self {
-        use hyper::body::Body as _;
         let finished = incoming.is_end_stream();
         Self { incoming, finished }
     }
