@@ -23,7 +23,7 @@ import socket
 import sys
 from dataclasses import dataclass
 
-from . import isolation, libc, runner
+from . import idlewalk, isolation, libc, runner
 from .config import ZygoteConfig
 
 # Largest request a runner accepts (the zygote already capped the frame).
@@ -137,6 +137,7 @@ def _run_runner(ends: ChildEnds) -> None:
         _report(ends.status, "ready")
         # SECURITY: user code must not be able to forge "exit" lines.
         os.close(ends.status)
+        idlewalk.wait_for_request(ends.request)
         request = _read_all(ends.request)
         os.close(ends.request)
     except BaseException as exc:
