@@ -23,7 +23,8 @@ class ZygoteConfig:
     max_file_size_bytes: int
     # Spares kept ready or in the making. Two let back-to-back requests find
     # a runner waiting while the fork server builds the next; each costs
-    # ~5 MiB (its pages are shared with the zygote until written).
+    # ~5 MiB (its pages are shared with the zygote until written), ~9 MiB
+    # once it has walked pandas while idle (``idlewalk``).
     spares: int = 2
 
 
