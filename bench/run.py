@@ -141,12 +141,10 @@ def measure_pyexec(svc: Service, plan: Plan, workers: int | None, tmp: Path) -> 
         log(f"  {r['rps']:.0f} req/s, errors {r['errors']} {r['statuses']}")
         px["wrk"].append(r)
     best, how = None, "n/a"
-    for r in px["closed_loop"]:
-        if r["errors"] == 0 and (best is None or r["rps"] > best):
-            best, how = r["rps"], f"closed loop (Python client), concurrency {r['concurrency']}"
-    for r in px["wrk"]:
-        if r["errors"] == 0 and (best is None or r["rps"] > best):
-            best, how = r["rps"], f"closed loop (wrk), concurrency {r['concurrency']}"
+    for client, runs in (("Python client", px["closed_loop"]), ("wrk", px["wrk"])):
+        for r in runs:
+            if r["errors"] == 0 and (best is None or r["rps"] > best):
+                best, how = r["rps"], f"closed loop ({client}), concurrency {r['concurrency']}"
     if not plan.quick:
         base = int(best or 100)
         rates = sorted({max(50, int(base * f) // 25 * 25) for f in (0.5, 0.7, 0.85, 1.0, 1.1, 1.25)})

@@ -91,38 +91,33 @@ def cpu_per_request(a: dict[str, float], b: dict[str, float], n: int) -> dict[st
 # --------------------------------------------------------------------------- memory
 
 
-def pss_kib(pid: int) -> int:
+def _kib_fields(path: str) -> dict[str, int]:
+    """The ``Name:  N kB`` lines of a /proc file ({} once the process is gone)."""
+    fields: dict[str, int] = {}
     try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1])
+        text = Path(path).read_text()
     except OSError:
-        pass
-    return 0
+        return fields
+    for line in text.splitlines():
+        name, _, rest = line.partition(":")
+        value = rest.split()
+        if value and value[0].isdigit():
+            fields[name] = int(value[0])
+    return fields
+
+
+def pss_kib(pid: int) -> int:
+    return _kib_fields(f"/proc/{pid}/smaps_rollup").get("Pss", 0)
 
 
 def pss_split_kib(pid: int) -> tuple[int, int]:
     """(Pss_Anon, Pss_File) of a process, KiB."""
-    anon = file_ = 0
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss_Anon:"):
-                anon = int(line.split()[1])
-            elif line.startswith("Pss_File:"):
-                file_ = int(line.split()[1])
-    except OSError:
-        pass
-    return anon, file_
+    rollup = _kib_fields(f"/proc/{pid}/smaps_rollup")
+    return rollup.get("Pss_Anon", 0), rollup.get("Pss_File", 0)
 
 
 def rss_kib(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
+    return _kib_fields(f"/proc/{pid}/status").get("VmRSS", 0)
 
 
 def worker_memory(root_pid: int) -> dict[str, Any]:

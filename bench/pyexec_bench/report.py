@@ -224,16 +224,12 @@ def _throughput(res: Result) -> list[str]:
         "| design | mode | concurrency | req/s (ok) | errors | p50 ms | p99 ms |",
         "|---|---|---|---|---|---|---|",
     ]
-    for t in px.get("closed_loop", []):
-        out.append(
-            f"| pyexec | closed loop (Python client), {t['duration_s']:.0f} s | {t['concurrency']} | "
-            f"{t['rps']:.0f} | {t['errors']} | {f2(t['p50'])} | {f2(t['p99'])} |"
-        )
-    for t in px.get("wrk", []):
-        out.append(
-            f"| pyexec | closed loop (wrk), {t['duration_s']:.0f} s | {t['concurrency']} | "
-            f"{t['rps']:.0f} | {t['errors']} | {f2(t['p50'])} | {f2(t['p99'])} |"
-        )
+    for client, key in (("Python client", "closed_loop"), ("wrk", "wrk")):
+        for t in px.get(key, []):
+            out.append(
+                f"| pyexec | closed loop ({client}), {t['duration_s']:.0f} s | {t['concurrency']} | "
+                f"{t['rps']:.0f} | {t['errors']} | {f2(t['p50'])} | {f2(t['p99'])} |"
+            )
     for t in px.get("k6_steps", []):
         out.append(
             f"| pyexec | k6 arrival rate {t['rate']}/s | <= {t['vus']} VUs | "
