@@ -168,19 +168,19 @@ async fn api_token_is_required_when_configured() {
 async fn script_verdicts_are_422_with_kinds() {
     let service = Service::start(&[]).await;
 
-    let (status, body) = service.run("def main(:\n    return 1").await;
-    assert_eq!((status, body["kind"].as_str()), (422, Some("syntax_error")));
+    let body = service.run_expecting("def main(:\n    return 1", 422, "syntax_error").await;
     assert!(body["error"].as_str().expect("error").contains("line 1"), "{body}");
 
-    let (status, body) = service.run("x = 1").await;
-    assert_eq!((status, body["kind"].as_str()), (422, Some("missing_main")));
-    let (status, body) = service.run("main = 5").await;
-    assert_eq!((status, body["kind"].as_str()), (422, Some("missing_main")));
+    service.run_expecting("x = 1", 422, "missing_main").await;
+    service.run_expecting("main = 5", 422, "missing_main").await;
 
-    let (status, body) = service
-        .run("def helper():\n    return 1 / 0\n\ndef main():\n    print('before')\n    return helper()")
+    let body = service
+        .run_expecting(
+            "def helper():\n    return 1 / 0\n\ndef main():\n    print('before')\n    return helper()",
+            422,
+            "runtime_error",
+        )
         .await;
-    assert_eq!((status, body["kind"].as_str()), (422, Some("runtime_error")));
     let traceback = body["traceback"].as_str().expect("traceback");
     assert!(traceback.contains("line 2") && traceback.contains("line 6"), "{traceback}");
     assert!(traceback.contains("ZeroDivisionError"), "{traceback}");
@@ -190,11 +190,11 @@ async fn script_verdicts_are_422_with_kinds() {
     );
     assert_eq!(body["stdout"], "before\n");
 
-    let (status, body) = service.run("import sys\ndef main():\n    sys.exit(3)").await;
-    assert_eq!((status, body["kind"].as_str()), (422, Some("runtime_error")), "SystemExit: {body}");
+    service.run_expecting("import sys\ndef main():\n    sys.exit(3)", 422, "runtime_error").await;
 
-    let (status, body) = service.run("raise ValueError('at import')\ndef main():\n    return 1").await;
-    assert_eq!((status, body["kind"].as_str()), (422, Some("runtime_error")), "{body}");
+    service
+        .run_expecting("raise ValueError('at import')\ndef main():\n    return 1", 422, "runtime_error")
+        .await;
 }
 
 #[tokio::test]
@@ -207,8 +207,7 @@ async fn results_must_be_json() {
         ("import pandas as pd\ndef main():\n    return pd.DataFrame({'a': [1]})", "to_dict"),
         ("def main():\n    return object()", "object"),
     ] {
-        let (status, body) = service.run(script).await;
-        assert_eq!((status, body["kind"].as_str()), (422, Some("result_not_json")), "{script}: {body}");
+        let body = service.run_expecting(script, 422, "result_not_json").await;
         let message = body["error"].as_str().expect("error");
         assert!(message.contains(hint), "{message} should mention {hint}");
     }
@@ -229,8 +228,7 @@ async fn results_must_be_json() {
 #[tokio::test]
 async fn oversized_result_is_422() {
     let service = Service::start(&["--max-result-bytes", "1000000"]).await;
-    let (status, body) = service.run("def main():\n    return 'x' * 2_000_000").await;
-    assert_eq!((status, body["kind"].as_str()), (422, Some("result_too_large")), "{body}");
+    service.run_expecting("def main():\n    return 'x' * 2_000_000", 422, "result_too_large").await;
     service.ok("def main():\n    return 'x' * 1000").await;
 }
 
@@ -242,8 +240,7 @@ async fn runs_that_die_are_killed() {
         "import os, signal\ndef main():\n    os.kill(os.getpid(), signal.SIGKILL)\n    return 'survived'",
         "import ctypes\ndef main():\n    return ctypes.string_at(0)",
     ] {
-        let (status, body) = service.run(script).await;
-        assert_eq!((status, body["kind"].as_str()), (422, Some("killed")), "{script}: {body}");
+        service.run_expecting(script, 422, "killed").await;
         service.ok("def main():\n    return 1").await;
     }
 }

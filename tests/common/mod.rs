@@ -176,6 +176,19 @@ impl Service {
         self.execute_body(json!({ "script": script })).await
     }
 
+    /// POSTs `body`, asserts the answer's status and error `kind`; returns
+    /// the answer.
+    pub async fn execute_expecting(&self, body: Value, status: u16, kind: &str) -> Value {
+        let (got, answer) = self.execute_body(body.clone()).await;
+        assert_eq!((got, answer["kind"].as_str()), (status, Some(kind)), "{body}: {answer}");
+        answer
+    }
+
+    /// Runs a script that must fail with `status` and `kind`; returns the answer.
+    pub async fn run_expecting(&self, script: &str, status: u16, kind: &str) -> Value {
+        self.execute_expecting(json!({ "script": script }), status, kind).await
+    }
+
     /// Runs a script that must succeed; returns its result.
     pub async fn ok(&self, script: &str) -> Value {
         let (status, body) = self.run(script).await;
