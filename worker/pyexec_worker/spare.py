@@ -101,6 +101,11 @@ def _run_init(cfg: ZygoteConfig, uid: int, gid: int, ends: ChildEnds) -> None:
         # SECURITY: the control socket, the fork-server socket and every
         # other zygote fd are gone before anything else happens.
         close_fds_except({0, 1, 2, ends.request, ends.result, ends.stdout, ends.stderr, ends.status})
+        # SECURITY: a session and process group of the run's own. Process
+        # groups span pid namespaces and kill(2) compares host uids, so
+        # without this killpg(0, SIGSTOP) in user code stopped the zygote,
+        # the fork server and the other spares (seen in the adversarial suite).
+        os.setsid()
         isolation.map_run_ids(uid, gid)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         devnull = os.open("/dev/null", os.O_RDWR)
