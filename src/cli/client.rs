@@ -17,12 +17,12 @@ use tokio::net::TcpStream;
 /// How long connecting to the service may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Where the service is: host, port and the path `/execute` hangs off.
+/// Where the service is: host, port and the path of its `/execute`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceUrl {
     host: String,
     port: u16,
-    base_path: String,
+    execute: Uri,
 }
 
 /// Why a request got no answer.
@@ -85,8 +85,10 @@ impl ServiceUrl {
         }
         // IPv6 literals come back bracketed; connect() wants them bare.
         let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
-        let base_path = uri.path().trim_end_matches('/').to_string();
-        Ok(Self { host, port: uri.port_u16().unwrap_or(80), base_path })
+        let execute = format!("{}/execute", uri.path().trim_end_matches('/'))
+            .parse()
+            .map_err(|_| invalid("its path cannot carry /execute"))?;
+        Ok(Self { host, port: uri.port_u16().unwrap_or(80), execute })
     }
 
     fn address(&self) -> String {
@@ -95,10 +97,6 @@ impl ServiceUrl {
         } else {
             format!("{}:{}", self.host, self.port)
         }
-    }
-
-    fn execute_path(&self) -> String {
-        format!("{}/execute", self.base_path)
     }
 }
 
@@ -127,10 +125,7 @@ pub async fn post_execute(
 
     let mut request = Request::new(Full::new(Bytes::from(body)));
     *request.method_mut() = Method::POST;
-    *request.uri_mut() = url
-        .execute_path()
-        .parse()
-        .map_err(|_| ClientError::InvalidUrl { url: address.clone(), reason: "bad path" })?;
+    *request.uri_mut() = url.execute.clone();
     let headers = request.headers_mut();
     if let Ok(host) = HeaderValue::from_str(&address) {
         headers.insert(HOST, host);
@@ -168,10 +163,10 @@ mod tests {
     #[test]
     fn parses_host_port_and_prefix() {
         let url = parse("http://127.0.0.1:8080");
-        assert_eq!((url.address(), url.execute_path()), ("127.0.0.1:8080".into(), "/execute".into()));
+        assert_eq!((url.address(), url.execute.to_string()), ("127.0.0.1:8080".into(), "/execute".into()));
         let url = parse("http://example.internal/pyexec/");
         assert_eq!(
-            (url.address(), url.execute_path()),
+            (url.address(), url.execute.to_string()),
             ("example.internal:80".into(), "/pyexec/execute".into())
         );
         let url = parse("http://[::1]:9000");

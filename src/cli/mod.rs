@@ -49,7 +49,8 @@ pub struct RunArgs {
     /// A file for the run, sent under its base name (repeatable).
     #[arg(long = "file", value_name = "PATH")]
     pub files: Vec<PathBuf>,
-    /// API token, sent as `Authorization: Bearer TOKEN`.
+    /// API token, sent as `Authorization: Bearer TOKEN`. Prefer the
+    /// environment variable: other users can read a flag in `ps`.
     #[arg(long, env = "PYEXEC_API_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 }
