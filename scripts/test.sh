@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the project, from a fresh machine: installs what the
 # tests need, then the lint gates, the Rust unit and integration tests (real
-# nsjail, real Python), the worker's Python tests, the observability checks
+# nsjail, real Python), the worker's Python tests, the live service against
+# its OpenAPI spec (schemathesis), the observability checks
 # against a real Prometheus, the k6 smoke test, the benchmark in quick mode,
 # the Kubernetes manifest validation and the container build-and-run.
 #
@@ -56,6 +57,7 @@ step "cargo clippy" cargo clippy --quiet --all-targets --locked -- -D warnings
 step "ruff (worker/, bench/)" bash -c "\"$tools/ruff\" check worker && cd bench && \"$tools/ruff\" check ."
 step "pytest (worker/)" "$tools/pytest" -q worker/tests
 step "cargo test (unit + integration)" cargo test --quiet --locked -- --test-threads 2
+step "API spec (schemathesis against /openapi.json)" tests/api-spec/check.sh "$binary"
 step "observability (promtool, Prometheus, dashboard schema)" tests/ops/check-observability.sh "$binary"
 step "k6 smoke" load-tests/run.sh smoke "$binary"
 step "benchmark (quick)" "$tools/python" bench/run.py --quick --binary "$binary"

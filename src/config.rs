@@ -40,7 +40,10 @@ pub enum LogFormat {
 #[command(
     name = "pyexec",
     version,
-    about = "Runs untrusted Python scripts over HTTP in warm nsjail sandboxes"
+    about = "Runs untrusted Python scripts over HTTP in warm nsjail sandboxes",
+    after_help = "Commands:\n  \
+                  serve   serve HTTP with the options above (the default: `pyexec [OPTIONS]` does the same)\n  \
+                  run     run a script on a pyexec service and print its output (see `pyexec run --help`)"
 )]
 pub struct Flags {
     /// Address to serve HTTP on.

@@ -18,10 +18,13 @@
 //! - [`worker`]: one nsjail + zygote: spawning, the nsjail argv, cgroups, the conversation.
 //! - [`protocol`]: messages and length-prefixed MessagePack framing.
 //! - [`metrics`]: the Prometheus metrics on the service's own registry.
+//! - [`cli`]: `pyexec run`, a client of the HTTP API; it imports nothing of
+//!   the server above and nothing above imports it.
 //!
 //! The Python side (the zygote and the per-run isolation) lives in `worker/`
 //! at the repository root; `docs/internals.md` describes both halves.
 
+pub mod cli;
 pub mod config;
 pub mod executor;
 pub mod http;

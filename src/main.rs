@@ -1,5 +1,10 @@
 //! The `pyexec` binary: config -> tracing -> preflight -> serve -> signal -> drain.
+//!
+//! `pyexec [serve] [FLAGS]` serves (the word `serve` is optional, so every
+//! existing invocation keeps working); `pyexec run SCRIPT ...` is the
+//! command-line client in [`pyexec::cli`].
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -19,7 +24,21 @@ const EX_USAGE: u8 = 64;
 const EX_UNAVAILABLE: u8 = 69;
 
 fn main() -> ExitCode {
-    let config = match parse_config() {
+    let mut args: Vec<OsString> = std::env::args_os().collect();
+    // The server's flags have no positional argument, so a first argument
+    // `run` or `serve` cannot be a value that used to mean something else.
+    match args.get(1).and_then(|arg| arg.to_str()) {
+        Some("run") => return pyexec::cli::main(args.into_iter().skip(1)),
+        Some("serve") => {
+            args.splice(0..2, [OsString::from("pyexec serve")]);
+        }
+        _ => {}
+    }
+    serve(args)
+}
+
+fn serve(args: Vec<OsString>) -> ExitCode {
+    let config = match parse_config(args) {
         Ok(config) => config,
         Err(code) => return code,
     };
@@ -41,8 +60,8 @@ fn main() -> ExitCode {
 }
 
 /// Flags and their validation; a bad value is one line and exit 64.
-fn parse_config() -> Result<Config, ExitCode> {
-    let flags = match Flags::try_parse() {
+fn parse_config(args: Vec<OsString>) -> Result<Config, ExitCode> {
+    let flags = match Flags::try_parse_from(args) {
         Ok(flags) => flags,
         Err(error) if !error.use_stderr() => {
             // --help and --version.

@@ -85,12 +85,22 @@ fn memory_mib(fields: &Map<String, Value>, limits: &LimitsConfig) -> Result<u64,
     };
     match fields.get("memory") {
         None | Some(Value::Null) => Ok(limits.default_memory_mib),
-        Some(Value::Number(n)) => match n.as_u64() {
+        Some(Value::Number(n)) => match whole_number(n) {
             Some(mib) if (min..=max).contains(&mib) => Ok(mib),
             _ => Err(wrong(n.to_string())),
         },
         Some(other) => Err(wrong(type_name(other).into())),
     }
+}
+
+/// `64` or `64.0`: JSON (and JSON Schema's `integer`) does not tell them
+/// apart, and some clients write every number with a fraction.
+fn whole_number(n: &serde_json::Number) -> Option<u64> {
+    n.as_u64().or_else(|| {
+        let float = n.as_f64()?;
+        // Below 2^53 every whole f64 converts to u64 exactly.
+        (float.fract() == 0.0 && (0.0..9_007_199_254_740_992.0).contains(&float)).then_some(float as u64)
+    })
 }
 
 #[cfg(test)]
@@ -132,6 +142,8 @@ mod tests {
     fn explicit_limits_are_used() {
         let job = parse(r#"{"script": "x", "timeout": 0.5, "memory": 64}"#).expect("valid");
         assert_eq!(job.timeout, Duration::from_millis(500));
+        assert_eq!(job.memory_bytes, 64 << 20);
+        let job = parse(r#"{"script": "x", "memory": 64.0}"#).expect("a whole number written as a float");
         assert_eq!(job.memory_bytes, 64 << 20);
         assert!(parse(r#"{"script": "x", "timeout": null, "memory": null}"#).is_ok());
     }

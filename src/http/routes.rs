@@ -1,5 +1,5 @@
 //! Request routing and the handlers: `/execute`, `/health`, `/ready`,
-//! `/metrics`. Handlers talk to the executor and read the pool's readiness;
+//! `/metrics`, `/openapi.json`. Handlers talk to the executor and read the pool's readiness;
 //! they never see a worker or a pid.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -68,11 +68,12 @@ pub async fn route(app: &App, request: Request<Incoming>) -> Response<Full<Bytes
         ("/health", &Method::GET | &Method::HEAD) => json_response(StatusCode::OK, &Status { status: "ok" }),
         ("/ready", &Method::GET | &Method::HEAD) => ready(app),
         ("/metrics", &Method::GET) => metrics(app),
+        ("/openapi.json", &Method::GET) => openapi(),
         (path, _) => {
             let error = match path {
                 "/execute" => ApiError::MethodNotAllowed { allow: "POST" },
                 "/health" | "/ready" => ApiError::MethodNotAllowed { allow: "GET, HEAD" },
-                "/metrics" => ApiError::MethodNotAllowed { allow: "GET" },
+                "/metrics" | "/openapi.json" => ApiError::MethodNotAllowed { allow: "GET" },
                 _ => ApiError::NotFound,
             };
             app.metrics.request(error.kind());
@@ -104,6 +105,16 @@ fn metrics(app: &App) -> Response<Full<Bytes>> {
     response
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    response
+}
+
+/// The OpenAPI 3.1 description of this API (`docs/openapi.json`), served
+/// as is. `tests/openapi.rs` and `tests/api-spec/check.sh` keep it true.
+pub const OPENAPI_JSON: &str = include_str!("../../docs/openapi.json");
+
+fn openapi() -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(OPENAPI_JSON.as_bytes())));
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }
 

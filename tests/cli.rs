@@ -1,0 +1,146 @@
+//! `pyexec run` against a real service: what it prints where, and its exit
+//! status for each kind of answer.
+
+mod common;
+
+use std::path::Path;
+use std::process::Output;
+
+use common::{binary, Service};
+
+/// Runs `pyexec run ARGS...` with a clean environment for its env twins.
+async fn pyexec_run(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
+    use tokio::io::AsyncWriteExt;
+    let mut command = tokio::process::Command::new(binary());
+    command
+        .arg("run")
+        .args(args)
+        .env_remove("PYEXEC_URL")
+        .env_remove("PYEXEC_API_TOKEN")
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().expect("start pyexec run");
+    let mut input = child.stdin.take().expect("stdin");
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).await.expect("write stdin");
+    }
+    drop(input);
+    child.wait_with_output().await.expect("pyexec run finishes")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Asserts the exit status, showing both streams when it is not.
+fn assert_exit(output: &Output, code: i32) -> (String, String) {
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert_eq!(output.status.code(), Some(code), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    (stdout, stderr)
+}
+
+fn write(dir: &Path, name: &str, content: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, content).expect("write file");
+    path.display().to_string()
+}
+
+#[tokio::test]
+async fn run_prints_output_and_result_and_exits_by_verdict() {
+    let service = Service::start(&[]).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = ["--url", service.base.as_str()];
+
+    let ok = write(
+        dir.path(),
+        "ok.py",
+        "import sys\ndef main():\n    print('to out')\n    print('to err', file=sys.stderr)\n    return {'sum': 2 + 2}\n",
+    );
+    let output = pyexec_run(&[&ok, url[0], url[1]], &[], None).await;
+    let (stdout, stderr) = assert_exit(&output, 0);
+    assert_eq!(stdout, "to out\n{\n  \"sum\": 4\n}\n");
+    assert_eq!(stderr, "to err\n");
+
+    // The same script from standard input, the URL from PYEXEC_URL, and
+    // limits passed through (an out-of-range one comes back as a refusal).
+    let script = "def main():\n    return [1, 'two']\n";
+    let output = pyexec_run(
+        &["-", "--timeout", "5", "--memory", "64"],
+        &[("PYEXEC_URL", &service.base)],
+        Some(script),
+    )
+    .await;
+    let (stdout, _) = assert_exit(&output, 0);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&stdout).expect("JSON"),
+        serde_json::json!([1, "two"])
+    );
+    let output = pyexec_run(&["-", url[0], url[1], "--memory", "1"], &[], Some(script)).await;
+    let (stdout, stderr) = assert_exit(&output, 2);
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(stderr.contains("(400 invalid_request)") && stderr.contains("\"memory\""), "{stderr}");
+
+    let failing = write(dir.path(), "fails.py", "def main():\n    print('before')\n    return 1 / 0\n");
+    let output = pyexec_run(&[&failing, url[0], url[1]], &[], None).await;
+    let (stdout, stderr) = assert_exit(&output, 1);
+    assert_eq!(stdout, "before\n");
+    assert!(stderr.starts_with("pyexec: runtime_error: ZeroDivisionError"), "{stderr}");
+    assert!(stderr.contains("Traceback") && stderr.contains("line 3, in main"), "{stderr}");
+
+    // Until the service takes files, --file is refused and says so.
+    let data = write(dir.path(), "data.csv", "a,b\n1,2\n");
+    let output = pyexec_run(&[&ok, url[0], url[1], "--file", &data], &[], None).await;
+    let (_, stderr) = assert_exit(&output, 2);
+    assert!(stderr.contains("unknown field \"files\""), "{stderr}");
+    assert!(stderr.contains("does not take files yet"), "{stderr}");
+}
+
+#[tokio::test]
+async fn token_from_the_flag_or_the_environment() {
+    let service = Service::start(&["--api-token", "cli-test-token"]).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = write(dir.path(), "job.py", "def main():\n    return 'hi'\n");
+    let url = service.base.as_str();
+
+    let output = pyexec_run(&[&script, "--url", url], &[], None).await;
+    let (_, stderr) = assert_exit(&output, 2);
+    assert!(stderr.contains("(401 unauthorized)"), "{stderr}");
+
+    let output = pyexec_run(&[&script, "--url", url, "--token", "cli-test-token"], &[], None).await;
+    assert_eq!(assert_exit(&output, 0).0, "\"hi\"\n");
+    let output = pyexec_run(&[&script, "--url", url], &[("PYEXEC_API_TOKEN", "cli-test-token")], None).await;
+    assert_eq!(assert_exit(&output, 0).0, "\"hi\"\n");
+}
+
+#[tokio::test]
+async fn unreachable_service_exits_69() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = write(dir.path(), "job.py", "def main():\n    return 1\n");
+    // A port that was free a moment ago and has nothing listening now.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let url = format!("http://127.0.0.1:{port}");
+    let output = pyexec_run(&[&script, "--url", &url], &[], None).await;
+    let (stdout, stderr) = assert_exit(&output, 69);
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(stderr.contains(&format!("cannot reach the pyexec service at 127.0.0.1:{port}")), "{stderr}");
+}
+
+#[tokio::test]
+async fn usage_errors_exit_64() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = write(dir.path(), "job.py", "def main():\n    return 1\n");
+    let missing = dir.path().join("missing.csv").display().to_string();
+    for (args, says) in [
+        (vec![], "required"),
+        (vec![script.as_str(), "--timeout", "soon"], "--timeout"),
+        (vec![script.as_str(), "--file", missing.as_str()], "missing.csv"),
+        (vec![script.as_str(), "--url", "https://example.com"], "only http://"),
+        (vec!["/nonexistent/job.py"], "cannot read /nonexistent/job.py"),
+    ] {
+        let output = pyexec_run(&args, &[], None).await;
+        let (_, stderr) = assert_exit(&output, 64);
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+}
