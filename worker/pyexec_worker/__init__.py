@@ -15,4 +15,4 @@ Layout (data flows one way, top to bottom):
 Nothing here imports service (Rust) code or reads the service's environment.
 """
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2

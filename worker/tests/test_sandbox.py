@@ -96,7 +96,7 @@ def settled_tree(pid: int, expected: int, limit_s: float = 5.0) -> set[int]:
 def test_ready_says_version_and_versions(zygote):
     ready = zygote.ready
     assert list(ready) == ["type", "version", "pid", "python", "numpy", "pandas"]
-    assert ready["type"] == "ready" and ready["version"] == 1
+    assert ready["type"] == "ready" and ready["version"] == 2
     assert ready["python"].startswith("3.") and ready["numpy"] and ready["pandas"]
 
 
@@ -120,6 +120,9 @@ def test_ping_pong_idle_and_during_a_run(zygote):
             "memory_bytes": 256 << 20,
             "max_output_bytes": 1024,
             "max_result_bytes": 1024,
+            "files": [],
+            "max_figures": 0,
+            "max_figures_bytes": 1,
         }
     )
     time.sleep(0.05)
@@ -308,6 +311,7 @@ def test_fixed_environment(zygote):
         "OMP_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
+        "MPLCONFIGDIR": f"{sandbox.VENV}/mplconfig",
     }
 
 
