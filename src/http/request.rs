@@ -42,7 +42,9 @@ pub fn parse_job(body: &[u8], limits: &LimitsConfig) -> Result<Job, ApiError> {
         )));
     };
     if let Some(unknown) = fields.keys().find(|key| !FIELDS.contains(&key.as_str())) {
-        return Err(invalid(format!("unknown field \"{unknown}\"; allowed fields: script, timeout, memory, files")));
+        return Err(invalid(format!(
+            "unknown field \"{unknown}\"; allowed fields: script, timeout, memory, files"
+        )));
     }
     let caps = FileCaps { max_files: limits.max_files, max_bytes: limits.max_files_bytes };
     Ok(Job {
