@@ -493,3 +493,38 @@ def test_fatal_when_namespaces_cannot_be_created(worker_dir):
 def test_shared_zygote_survived_the_whole_module(zygote):
     assert zygote.proc.poll() is None
     healthy(zygote)
+
+
+def test_input_files_usage_and_a_figure_through_the_zygote(zygote):
+    script = (
+        "import matplotlib.pyplot as plt\n"
+        "def main():\n"
+        "    plt.figure(figsize=(2, 1), dpi=30)\n"
+        "    return open('in.txt').read()\n"
+    )
+    reply = zygote.run(script, files=[{"name": "in.txt", "data": b"hello"}])
+    assert result(reply) == "hello"
+    [figure] = reply["figures"]
+    assert (figure["format"], figure["width"], figure["height"]) == ("png", 60, 30)
+    assert figure["data"].startswith(b"\x89PNG") and reply["figures_truncated"] is False
+    run_usage = reply["usage"]
+    assert run_usage["wall_ms"] > 0 and run_usage["cpu_ms"] > 0 and run_usage["max_rss_kib"] > 10_000
+
+
+def test_usage_of_a_killed_run_comes_from_its_init(zygote):
+    reply = zygote.run("import os\ndef main():\n    os.kill(os.getpid(), 9)\n")
+    assert reply["outcome"] == "killed"
+    run_usage = reply["usage"]
+    # cpu excludes the spare's warm-up (prefault, idle walk): a few ms at most.
+    assert run_usage["cpu_ms"] is not None and 0 <= run_usage["cpu_ms"] < 500
+    assert run_usage["max_rss_kib"] > 10_000
+
+
+def test_matplotlib_is_preloaded_with_agg_and_writes_nothing_in_the_run(zygote):
+    script = (
+        "import sys, os\n"
+        "def main():\n"
+        "    import matplotlib\n"
+        "    return [matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules, os.listdir('/tmp')]\n"
+    )
+    assert result(zygote.run(script)) == ["Agg", True, []]
