@@ -231,3 +231,19 @@ async fn a_figure_that_cannot_render_is_a_runtime_error() {
     assert!(body["traceback"].as_str().expect("traceback").contains("line 5, in draw"), "{body}");
     assert!(body["usage"]["cpu_ms"].as_f64().is_some(), "{body}");
 }
+
+#[tokio::test]
+async fn rendering_stays_within_the_runs_memory_and_time_limits() {
+    let service = Service::start(&[]).await;
+    // 30000 x 30000 pixels: the renderer's buffer is over the run's memory.
+    let huge = format!("{PLOT}def main():\n    plt.figure(figsize=(300, 300))\n    return 1");
+    let body = service.run_expecting(&huge, 422, "memory_limit").await;
+    assert!(body["error"].as_str().expect("error").starts_with("rendering the figures"), "{body}");
+    // Rendering counts against the run's own timeout.
+    let slow = format!(
+        "{PLOT}def main():\n    for _ in range(8):\n        plt.figure(figsize=(40, 40))\n        plt.plot(range(100))\n    return 1"
+    );
+    service.execute_expecting(json!({"script": slow, "timeout": 0.5}), 422, "timeout").await;
+    // And the worker serves the next request normally.
+    service.ok("def main():\n    return 1").await;
+}
