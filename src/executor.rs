@@ -56,18 +56,18 @@ impl Executor {
         let metrics = self.metrics.clone();
         // Own task: if the client goes away, the run still completes and the
         // worker returns to the pool in a known state.
+        let timeout = job.timeout;
         let run = tokio::spawn(async move {
             let started = Instant::now();
             let result = match lease.worker() {
-                Some(worker) => worker.run(&job).await,
+                Some(worker) => worker.run(job).await,
                 None => return Err(ExecuteError::Internal("lease without a worker".into())),
             };
             metrics.run_duration.observe(started.elapsed().as_secs_f64());
             lease.finish();
-            Ok((result, job.timeout))
+            Ok(result)
         });
-        let (result, timeout) =
-            run.await.map_err(|e| ExecuteError::Internal(format!("run task failed: {e}")))??;
+        let result = run.await.map_err(|e| ExecuteError::Internal(format!("run task failed: {e}")))??;
         match result {
             Ok(report) => Ok(report),
             Err(error @ WorkerError::Unresponsive { .. }) => {
@@ -101,5 +101,8 @@ fn synthesized(outcome: Outcome, error: String) -> RunReport {
         stdout_truncated: false,
         stderr_truncated: false,
         duration_ms: 0.0,
+        usage: None,
+        figures: Vec::new(),
+        figures_truncated: false,
     }
 }

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec, LengthDelimitedCodecError};
 
 /// Version the zygote must announce in its `ready` message.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// A message from the supervisor to a zygote.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,6 +44,23 @@ pub struct RunRequest {
     pub max_output_bytes: u64,
     /// Largest serialized result.
     pub max_result_bytes: u64,
+    /// Files the runner writes into the run's `/tmp` before the script
+    /// runs (names already validated by the HTTP layer).
+    pub files: Vec<InputFile>,
+    /// Most figures returned.
+    pub max_figures: u64,
+    /// Most PNG bytes of all returned figures together.
+    pub max_figures_bytes: u64,
+}
+
+/// One input file of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InputFile {
+    /// A plain file name (no `/`, not `.` or `..`).
+    pub name: String,
+    /// The file's bytes (msgpack `bin`).
+    #[serde(with = "serde_bytes")]
+    pub data: Vec<u8>,
 }
 
 /// A message from a zygote to the supervisor.
@@ -131,6 +148,48 @@ pub struct RunReport {
     pub stderr_truncated: bool,
     /// Run time measured by the zygote.
     pub duration_ms: f64,
+    /// What the run consumed; `None` only in reports the service made up
+    /// for a worker that failed.
+    pub usage: Option<Usage>,
+    /// Figures still open when `main()` returned, rendered as PNG.
+    pub figures: Vec<Figure>,
+    /// Whether figures were dropped for the count or byte cap.
+    pub figures_truncated: bool,
+}
+
+/// Resources one run used (see `docs/internals.md`, "Resource usage").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Wall-clock time of the run, in milliseconds.
+    pub wall_ms: f64,
+    /// User + system CPU time of the run's processes, in milliseconds;
+    /// `None` when the run was killed before anything could measure it.
+    pub cpu_ms: Option<f64>,
+    /// Peak resident set of the runner, in KiB (pages shared with the
+    /// warm zygote included); `None` when unknown.
+    pub max_rss_kib: Option<u64>,
+}
+
+/// Image formats a figure comes in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FigureFormat {
+    /// Portable Network Graphics.
+    Png,
+}
+
+/// One rendered figure.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Figure {
+    /// The image format of `data`.
+    pub format: FigureFormat,
+    /// The encoded image (msgpack `bin`).
+    #[serde(with = "serde_bytes")]
+    pub data: Vec<u8>,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
 }
 
 impl FromWorker {

@@ -18,6 +18,9 @@ fn sample_report() -> RunReport {
         stdout_truncated: false,
         stderr_truncated: false,
         duration_ms: 1.5,
+        usage: Some(Usage { wall_ms: 1.25, cpu_ms: Some(1.0), max_rss_kib: Some(90_000) }),
+        figures: vec![Figure { format: FigureFormat::Png, data: b"\x89PNG".to_vec(), width: 64, height: 48 }],
+        figures_truncated: true,
     }
 }
 
@@ -84,6 +87,9 @@ fn encoder_refuses_a_script_over_the_maximum() {
         memory_bytes: 1,
         max_output_bytes: 1,
         max_result_bytes: 1,
+        files: Vec::new(),
+        max_figures: 1,
+        max_figures_bytes: 1,
     });
     let mut dst = BytesMut::new();
     assert!(matches!(FrameCodec::new(100).encode(&run, &mut dst), Err(ProtocolError::FrameTooLarge { .. })));
@@ -138,6 +144,12 @@ mod golden {
             memory_bytes: 268_435_456,
             max_output_bytes: 1_048_576,
             max_result_bytes: 4_194_304,
+            files: vec![
+                InputFile { name: "data.csv".into(), data: b"a,b\n1,2\n".to_vec() },
+                InputFile { name: "blob.bin".into(), data: vec![0, 255, 10] },
+            ],
+            max_figures: 8,
+            max_figures_bytes: 4_194_304,
         })
     }
 
@@ -153,6 +165,14 @@ mod golden {
             stdout_truncated: false,
             stderr_truncated: false,
             duration_ms: 3.25,
+            usage: Some(Usage { wall_ms: 2.5, cpu_ms: Some(2.0), max_rss_kib: Some(91_234) }),
+            figures: vec![Figure {
+                format: FigureFormat::Png,
+                data: b"\x89PNG\r\n\x1a\n".to_vec(),
+                width: 640,
+                height: 480,
+            }],
+            figures_truncated: false,
         })
     }
 
@@ -170,12 +190,15 @@ mod golden {
             stdout_truncated: false,
             stderr_truncated: true,
             duration_ms: 12.5,
+            usage: Some(Usage { wall_ms: 12.0, cpu_ms: None, max_rss_kib: None }),
+            figures: Vec::new(),
+            figures_truncated: false,
         })
     }
 
     fn ready() -> FromWorker {
         FromWorker::Ready(ReadyInfo {
-            version: 1,
+            version: 2,
             pid: 1,
             python: "3.11.2".into(),
             numpy: "2.4.6".into(),

@@ -10,7 +10,7 @@ use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Response, StatusCode};
 use serde::Serialize;
 
-use crate::protocol::{Outcome, RunReport};
+use crate::protocol::{Outcome, RunReport, Usage};
 
 /// Every way a request can fail.
 #[derive(Debug)]
@@ -65,6 +65,8 @@ struct ErrorBody<'a> {
     stdout_truncated: bool,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     stderr_truncated: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<&'a Usage>,
 }
 
 /// The contract's error kind of a failed run.
@@ -167,6 +169,7 @@ impl ApiError {
                 traceback: report.traceback.as_deref(),
                 stdout_truncated: report.stdout_truncated,
                 stderr_truncated: report.stderr_truncated,
+                usage: report.usage.as_ref(),
             },
             _ => ErrorBody {
                 error: &message,
@@ -176,6 +179,7 @@ impl ApiError {
                 traceback: None,
                 stdout_truncated: false,
                 stderr_truncated: false,
+                usage: None,
             },
         };
         let mut response = json_response(self.status(), &body);

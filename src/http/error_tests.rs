@@ -36,6 +36,9 @@ fn report(outcome: Outcome) -> Box<RunReport> {
         stdout_truncated: true,
         stderr_truncated: false,
         duration_ms: 1.0,
+        usage: Some(Usage { wall_ms: 1.5, cpu_ms: Some(1.25), max_rss_kib: Some(90_000) }),
+        figures: Vec::new(),
+        figures_truncated: false,
     })
 }
 
@@ -97,7 +100,16 @@ fn every_script_verdict_is_422_with_output() {
         assert_eq!(body["stdout_truncated"], true);
         assert!(body.get("stderr_truncated").is_none(), "false flags are left out");
         assert!(body["traceback"].as_str().expect("traceback").contains("<script>"));
+        assert_eq!(body["usage"], serde_json::json!({"wall_ms": 1.5, "cpu_ms": 1.25, "max_rss_kib": 90_000}));
     }
+}
+
+#[test]
+fn usage_unknown_to_the_worker_is_left_out() {
+    let mut failed = report(Outcome::Killed);
+    failed.usage = None;
+    let (_, body) = check(ApiError::Script(failed), 422, "killed");
+    assert!(body.get("usage").is_none());
 }
 
 #[test]

@@ -8,6 +8,7 @@
 
 mod body;
 pub mod error;
+mod files;
 mod request;
 pub mod routes;
 

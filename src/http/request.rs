@@ -6,10 +6,11 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
+use super::files::{parse_files, FileCaps};
 use crate::config::LimitsConfig;
 use crate::executor::Job;
 
-const FIELDS: [&str; 3] = ["script", "timeout", "memory"];
+const FIELDS: [&str; 4] = ["script", "timeout", "memory", "files"];
 
 fn type_name(value: &Value) -> &'static str {
     match value {
@@ -41,14 +42,20 @@ pub fn parse_job(body: &[u8], limits: &LimitsConfig) -> Result<Job, ApiError> {
         )));
     };
     if let Some(unknown) = fields.keys().find(|key| !FIELDS.contains(&key.as_str())) {
-        return Err(invalid(format!("unknown field \"{unknown}\"; allowed fields: script, timeout, memory")));
+        return Err(invalid(format!(
+            "unknown field \"{unknown}\"; allowed fields: script, timeout, memory, files"
+        )));
     }
+    let caps = FileCaps { max_files: limits.max_files, max_bytes: limits.max_files_bytes };
     Ok(Job {
         script: script(&fields)?,
         timeout: timeout(&fields, limits)?,
         memory_bytes: memory_mib(&fields, limits)? * 1024 * 1024,
         max_output_bytes: limits.max_output_bytes,
         max_result_bytes: limits.max_result_bytes,
+        files: parse_files(fields.get("files"), caps).map_err(invalid)?,
+        max_figures: limits.max_figures,
+        max_figures_bytes: limits.max_figures_bytes,
     })
 }
 
@@ -116,6 +123,10 @@ mod tests {
             max_memory_mib: 1024,
             max_output_bytes: 1 << 20,
             max_result_bytes: 4 << 20,
+            max_files: 16,
+            max_files_bytes: 8 << 20,
+            max_figures: 8,
+            max_figures_bytes: 4 << 20,
         }
     }
 
@@ -136,6 +147,17 @@ mod tests {
         assert_eq!(job.timeout, Duration::from_secs(10));
         assert_eq!(job.memory_bytes, 256 << 20);
         assert_eq!(job.max_result_bytes, 4 << 20);
+        assert!(job.files.is_empty());
+        assert_eq!((job.max_figures, job.max_figures_bytes), (8, 4 << 20));
+    }
+
+    #[test]
+    fn files_are_decoded_and_their_errors_name_the_file() {
+        let job = parse(r#"{"script": "x", "files": {"data.csv": "YSxiCjEsMgo="}}"#).expect("valid");
+        assert_eq!(job.files[0].name, "data.csv");
+        assert_eq!(job.files[0].data, b"a,b\n1,2\n");
+        let error = message(parse(r#"{"script": "x", "files": {"../x": ""}}"#));
+        assert_eq!(error, r#"files["../x"]: name must not contain '/' or be '.' or '..'"#);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use crate::config::{HttpConfig, LimitsConfig};
 use crate::executor::{ExecuteError, Executor};
 use crate::metrics::{GaugeGuard, Metrics};
 use crate::pool::WorkerPool;
-use crate::protocol::{Outcome, RunReport};
+use crate::protocol::{Figure, FigureFormat, Outcome, RunReport, Usage};
 
 /// Everything the handlers share.
 pub struct App {
@@ -128,6 +128,32 @@ struct Success<'a> {
     stdout_truncated: bool,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     stderr_truncated: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<&'a Usage>,
+    /// Always present in a 200 (empty when nothing was drawn).
+    figures: Vec<FigureJson>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    figures_truncated: bool,
+}
+
+/// A figure as the API returns it: the image base64-encoded.
+#[derive(Serialize)]
+struct FigureJson {
+    format: &'static str,
+    data: String,
+    width: u32,
+    height: u32,
+}
+
+impl From<&Figure> for FigureJson {
+    fn from(figure: &Figure) -> Self {
+        use base64::Engine;
+        let format = match figure.format {
+            FigureFormat::Png => "png",
+        };
+        let data = base64::engine::general_purpose::STANDARD.encode(&figure.data);
+        Self { format, data, width: figure.width, height: figure.height }
+    }
 }
 
 async fn execute(app: &App, headers: &HeaderMap, body: &mut RequestBody) -> Response<Full<Bytes>> {
@@ -188,6 +214,9 @@ fn success(report: RunReport, request_id: &str) -> Result<Response<Full<Bytes>>,
             duration_ms: report.duration_ms,
             stdout_truncated: report.stdout_truncated,
             stderr_truncated: report.stderr_truncated,
+            usage: report.usage.as_ref(),
+            figures: report.figures.iter().map(FigureJson::from).collect(),
+            figures_truncated: report.figures_truncated,
         },
     ))
 }

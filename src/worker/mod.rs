@@ -20,7 +20,7 @@ use tokio_util::codec::Framed;
 use crate::config::SandboxConfig;
 use crate::protocol::PROTOCOL_VERSION;
 use crate::protocol::{
-    FrameCodec, FromWorker, Outcome, ProtocolError, ReadyInfo, RunReport, RunRequest, ToWorker,
+    FrameCodec, FromWorker, InputFile, Outcome, ProtocolError, ReadyInfo, RunReport, RunRequest, ToWorker,
 };
 use cgroup::CgroupPlan;
 pub use spawn::StderrTail;
@@ -164,6 +164,12 @@ pub struct Job {
     pub max_output_bytes: u64,
     /// Largest serialized result.
     pub max_result_bytes: u64,
+    /// Files placed in the run's `/tmp` before the script runs.
+    pub files: Vec<InputFile>,
+    /// Most figures returned.
+    pub max_figures: u64,
+    /// Most PNG bytes of all figures together.
+    pub max_figures_bytes: u64,
 }
 
 /// A live, ready worker.
@@ -276,19 +282,22 @@ impl Worker {
     /// # Errors
     /// [`WorkerError::Unresponsive`], [`WorkerError::Crashed`] or
     /// [`WorkerError::Protocol`].
-    pub async fn run(&mut self, job: &Job) -> Result<RunReport, WorkerError> {
+    pub async fn run(&mut self, job: Job) -> Result<RunReport, WorkerError> {
         let id = self.next_run;
         self.next_run += 1;
+        let deadline = job.timeout + RUN_GRACE;
         let request = ToWorker::Run(RunRequest {
             id,
-            script: job.script.clone(),
+            script: job.script,
             timeout_ms: u64::try_from(job.timeout.as_millis()).unwrap_or(u64::MAX),
             memory_bytes: job.memory_bytes,
             max_output_bytes: job.max_output_bytes,
             max_result_bytes: job.max_result_bytes,
+            files: job.files,
+            max_figures: job.max_figures,
+            max_figures_bytes: job.max_figures_bytes,
         });
         let oom_before = self.oom_kills();
-        let deadline = job.timeout + RUN_GRACE;
         self.in_run = true;
         let answer = tokio::time::timeout(deadline, async {
             self.io.send(&request).await?;

@@ -62,6 +62,9 @@ pub fn render(cfg: &SandboxConfig, cgroup: &CgroupPlan) -> Vec<OsString> {
     // SECURITY: a small fixed environment; nothing of the service's own
     // environment (tokens, cloud credentials) reaches the jail.
     let path = format!("PATH={}/bin:/usr/bin:/bin", venv.display());
+    // Built by scripts/install.sh (and the Dockerfile) inside the read-only
+    // venv: matplotlib's font cache, never rebuilt by a worker or a run.
+    let mpl_config = format!("MPLCONFIGDIR={}/mplconfig", venv.display());
     for var in [
         path.as_str(),
         "HOME=/tmp",
@@ -71,6 +74,7 @@ pub fn render(cfg: &SandboxConfig, cgroup: &CgroupPlan) -> Vec<OsString> {
         "OMP_NUM_THREADS=1",
         "MKL_NUM_THREADS=1",
         "PYTHONDONTWRITEBYTECODE=1",
+        mpl_config.as_str(),
     ] {
         push(&["-E", var]);
     }
@@ -168,7 +172,8 @@ mod tests {
         let env: Vec<&str> = jail_flags.windows(2).filter(|w| w[0] == "-E").map(|w| w[1].as_str()).collect();
         assert_eq!(env[0], "PATH=/opt/pyexec/venv/bin:/usr/bin:/bin");
         assert!(env.contains(&"OPENBLAS_NUM_THREADS=1"));
-        assert_eq!(env.len(), 8);
+        assert!(env.contains(&"MPLCONFIGDIR=/opt/pyexec/venv/mplconfig"));
+        assert_eq!(env.len(), 9);
     }
 
     #[test]

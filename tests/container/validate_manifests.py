@@ -37,9 +37,9 @@ BUILTIN_GROUPS = {
 }
 RENDERS = ["base", "overlays/gke", "overlays/prometheus-operator"]
 POD_LABELS = {"app.kubernetes.io/name": "pyexec", "app.kubernetes.io/component": "api"}
-# Measured idle worker (nsjail, zygote with numpy+pandas, fork server, two
-# spares that pre-walked pandas): ~80 MiB PSS (bench/results/latest.md).
-WORKER_MIB, SERVICE_MIB, TMP_MIB = 80, 32, 64
+# Measured idle worker (nsjail, zygote with numpy+pandas+matplotlib, fork
+# server, two spares that pre-walked pandas): ~112 MiB PSS (bench --quick).
+WORKER_MIB, SERVICE_MIB, TMP_MIB = 112, 32, 64
 
 
 def mib(q: str) -> float:

@@ -10,9 +10,12 @@ Layout (data flows one way, top to bottom):
 - ``runner``      inside the run: compile, exec, call ``main()``, report.
 - ``session``     zygote side of one run: hand-off, capture, deadline, verdict.
 - ``protocol``    supervisor <-> zygote frames (u32 BE length + msgpack).
+- ``inputs``      the request's input files, written into the run's /tmp.
+- ``figures``     matplotlib: imported in the zygote, open figures rendered to PNG.
+- ``usage``       wall/CPU/peak-RSS of a run, from the runner or its init.
 - ``capture``, ``jsonify``, ``tracebacks``, ``config``: helpers.
 
 Nothing here imports service (Rust) code or reads the service's environment.
 """
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2

@@ -166,7 +166,15 @@ def fixed_environment(prefix: str) -> dict[str, str]:
         "OMP_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
+        # The read-only matplotlib config dir with the font cache built at
+        # install time (a run's matplotlib was imported by the zygote).
+        "MPLCONFIGDIR": mpl_config_dir(prefix),
     }
+
+
+def mpl_config_dir(prefix: str) -> str:
+    """The prebuilt, read-only matplotlib config dir inside the venv."""
+    return f"{prefix}/mplconfig"
 
 
 def limit_run(memory_bytes: int, timeout_ms: int) -> None:

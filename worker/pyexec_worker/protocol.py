@@ -1,4 +1,4 @@
-"""Supervisor <-> zygote protocol, version 1 (see docs/internals.md).
+"""Supervisor <-> zygote protocol, version 2 (see docs/internals.md).
 
 Owns: framing (u32 big-endian body length + msgpack body), the incremental
 frame reader that refuses an oversized frame from its 4-byte header before
@@ -10,7 +10,7 @@ sockets beyond reading bytes handed to it, or trust what it decodes.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
@@ -105,6 +105,14 @@ def decode_body(body: bytes, max_len: int) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class InputFile:
+    """One file the runner writes into the run's /tmp before the script runs."""
+
+    name: str
+    data: bytes
+
+
+@dataclass(frozen=True)
 class RunRequest:
     """A ``run`` frame, validated."""
 
@@ -114,6 +122,9 @@ class RunRequest:
     memory_bytes: int
     max_output_bytes: int
     max_result_bytes: int
+    files: tuple[InputFile, ...] = ()
+    max_figures: int = 0
+    max_figures_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -123,7 +134,15 @@ class Ping:
     id: int
 
 
-_RUN_FIELDS = ("id", "timeout_ms", "memory_bytes", "max_output_bytes", "max_result_bytes")
+_RUN_FIELDS = (
+    "id",
+    "timeout_ms",
+    "memory_bytes",
+    "max_output_bytes",
+    "max_result_bytes",
+    "max_figures",
+    "max_figures_bytes",
+)
 _U64_MAX = 2**64 - 1
 
 
@@ -144,8 +163,22 @@ def parse_request(msg: dict[str, Any]) -> RunRequest | Ping:
         if not isinstance(script, str):
             raise ProtocolError("run: field 'script' must be a str")
         ints = {key: _u64(msg, key) for key in _RUN_FIELDS}
-        return RunRequest(script=script, **ints)
+        return RunRequest(script=script, files=_files(msg.get("files")), **ints)
     raise ProtocolError(f"unexpected message type {kind!r}")
+
+
+def _files(value: Any) -> tuple[InputFile, ...]:
+    if not isinstance(value, list):
+        raise ProtocolError("run: field 'files' must be an array")
+    files = []
+    for entry in value:
+        if not isinstance(entry, dict) or set(entry) != {"name", "data"}:
+            raise ProtocolError("run: each of 'files' must be a map with 'name' and 'data'")
+        name, data = entry["name"], entry["data"]
+        if not isinstance(name, str) or not isinstance(data, bytes):
+            raise ProtocolError("run: each of 'files' needs a str 'name' and bin 'data'")
+        files.append(InputFile(name, data))
+    return tuple(files)
 
 
 def run_message(req: RunRequest) -> dict[str, Any]:
@@ -158,6 +191,9 @@ def run_message(req: RunRequest) -> dict[str, Any]:
         "memory_bytes": req.memory_bytes,
         "max_output_bytes": req.max_output_bytes,
         "max_result_bytes": req.max_result_bytes,
+        "files": [{"name": f.name, "data": f.data} for f in req.files],
+        "max_figures": req.max_figures,
+        "max_figures_bytes": req.max_figures_bytes,
     }
 
 
@@ -201,6 +237,11 @@ class RunResult:
     stdout_truncated: bool = False
     stderr_truncated: bool = False
     duration_ms: float = 0.0
+    # {"wall_ms": float, "cpu_ms": float | None, "max_rss_kib": int | None}
+    usage: dict[str, Any] | None = None
+    # [{"format": "png", "data": bytes, "width": int, "height": int}, ...]
+    figures: list[dict[str, Any]] = field(default_factory=list)
+    figures_truncated: bool = False
 
     def to_message(self) -> dict[str, Any]:
         assert self.outcome in OUTCOMES, self.outcome
@@ -216,11 +257,14 @@ class RunResult:
             "stdout_truncated": self.stdout_truncated,
             "stderr_truncated": self.stderr_truncated,
             "duration_ms": float(self.duration_ms),
+            "usage": self.usage,
+            "figures": self.figures,
+            "figures_truncated": self.figures_truncated,
         }
 
 
 def fit_result(result: RunResult, max_frame_bytes: int) -> dict:
-    """Cut captured output (then the result) until the frame fits."""
+    """Cut captured output, then figures (then the result) until the frame fits."""
     while True:
         message = result.to_message()
         size = len(encode_frame(message)) - HEADER.size
@@ -231,6 +275,9 @@ def fit_result(result: RunResult, max_frame_bytes: int) -> dict:
             result.stdout_truncated |= len(result.stdout) > keep
             result.stderr_truncated |= len(result.stderr) > keep
             result.stdout, result.stderr = result.stdout[:keep], result.stderr[:keep]
+            continue
+        if result.figures:
+            result.figures, result.figures_truncated = result.figures[:-1], True
             continue
         result.outcome, result.result, result.traceback = "result_too_large", None, None
         result.error = f"the result frame ({size} bytes) exceeds --max-frame-bytes {max_frame_bytes}"

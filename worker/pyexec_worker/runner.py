@@ -1,9 +1,11 @@
 """Inside the run (the runner, pid 2): execute the script and report.
 
-Owns: compiling the script, executing it as a module whose ``__name__`` is
-not ``"__main__"``, calling ``main()`` once with no arguments, turning the
-outcome into the runner message ``{"outcome", "result", "error",
-"traceback"}`` and writing it to the result pipe. Must not: touch the
+Owns: placing the input files, compiling the script, executing it as a
+module whose ``__name__`` is not ``"__main__"``, calling ``main()`` once
+with no arguments, rendering the figures left open, turning the outcome
+into the runner message ``{"outcome", "result", "error", "traceback"}``
+(plus ``figures``/``figures_truncated`` when any, and ``usage``) and
+writing it to the result pipe. Must not: touch the
 control socket or any zygote fd (it never has them), or trust that user
 code left the interpreter intact (every step after user code is guarded).
 """
@@ -17,7 +19,8 @@ from typing import Any
 
 import msgpack
 
-from . import isolation, jsonify, tracebacks
+from . import figures, inputs, isolation, jsonify, tracebacks
+from .usage import Meter
 
 MODULE_NAME = "__script__"
 
@@ -31,11 +34,25 @@ def _message(
     return {"outcome": outcome, "result": result, "error": error, "traceback": tb}
 
 
-def run_request(raw: bytes) -> dict[str, Any]:
-    """Apply the run's limits, then execute its script."""
+def run_request(raw: bytes, meter: Meter) -> dict[str, Any]:
+    """Apply the run's limits, place its files, execute its script."""
     request = msgpack.unpackb(raw, raw=False)
     isolation.limit_run(request["memory_bytes"], request["timeout_ms"])
-    return execute(request["script"], request["max_result_bytes"])
+    try:
+        inputs.place(request.get("files", ()))
+    except inputs.InputFileError as exc:
+        message = _message("runtime_error", error=str(exc))
+    except MemoryError as exc:
+        message = _message("memory_limit", error=tracebacks.error_line(exc))
+    else:
+        message = execute(
+            request["script"],
+            request["max_result_bytes"],
+            max_figures=request.get("max_figures", 0),
+            max_figures_bytes=request.get("max_figures_bytes", 0),
+        )
+    message["usage"] = meter.finish()
+    return message
 
 
 def prefault() -> None:
@@ -48,8 +65,10 @@ def prefault() -> None:
     ~0.8 ms to ~0.15 ms at no extra CPU, since the run would fault the same
     pages. Leaves nothing behind: the module and its source lines are removed.
     """
-    msgpack.unpackb(msgpack.packb({"script": _PREFAULT_SCRIPT, "timeout_ms": 1}), raw=False)
-    message = execute(_PREFAULT_SCRIPT, 1 << 20)
+    meter = Meter()
+    msgpack.unpackb(msgpack.packb({"script": _PREFAULT_SCRIPT, "timeout_ms": 1, "files": []}), raw=False)
+    message = execute(_PREFAULT_SCRIPT, 1 << 20, max_figures=1, max_figures_bytes=1)
+    message["usage"] = meter.finish()
     msgpack.packb(message, use_bin_type=True)
     sys.modules.pop(MODULE_NAME, None)
     tracebacks.forget_source()
@@ -60,8 +79,8 @@ def _exception_message(exc: BaseException) -> dict[str, Any]:
     return _message(outcome, error=tracebacks.error_line(exc), tb=tracebacks.format_user_traceback(exc))
 
 
-def execute(script: str, max_result_bytes: int) -> dict[str, Any]:
-    """Run ``script`` and call its ``main()``; never raises."""
+def execute(script: str, max_result_bytes: int, max_figures: int = 0, max_figures_bytes: int = 0) -> dict[str, Any]:
+    """Run ``script``, call its ``main()``, render its open figures; never raises."""
     try:
         code = compile(script, tracebacks.SCRIPT_NAME, "exec", dont_inherit=True)
     except MemoryError as exc:
@@ -83,7 +102,35 @@ def execute(script: str, max_result_bytes: int) -> dict[str, Any]:
         value = main()
     except BaseException as exc:  # incl. SystemExit and KeyboardInterrupt
         return _exception_message(exc)
-    return _serialize(value, max_result_bytes)
+    message = _serialize(value, max_result_bytes)
+    if message["outcome"] == "ok" and max_figures > 0:
+        _add_figures(message, max_figures, max_figures_bytes)
+    return message
+
+
+def _add_figures(message: dict[str, Any], max_figures: int, max_bytes: int) -> None:
+    """Render the figures still open into ``message`` (after main() returned)."""
+    try:
+        rendered, truncated = figures.render_open_figures(max_figures, max_bytes)
+    except figures.FigureRenderError as exc:
+        cause = exc.__cause__ or exc
+        message.update(
+            _message(
+                "runtime_error",
+                error=f"{exc}: {tracebacks.error_line(cause)}",
+                tb=tracebacks.format_user_traceback(cause),
+            )
+        )
+        return
+    except MemoryError as exc:
+        message.update(_message("memory_limit", error=f"rendering the figures: {tracebacks.error_line(exc)}"))
+        return
+    except BaseException as exc:  # user code broke pyplot itself
+        message.update(_message("runtime_error", error=f"rendering the figures failed: {tracebacks.error_line(exc)}"))
+        return
+    if rendered or truncated:
+        message["figures"] = rendered
+        message["figures_truncated"] = truncated
 
 
 def _serialize(value: Any, max_result_bytes: int) -> dict[str, Any]:

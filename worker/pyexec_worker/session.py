@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import msgpack
 
-from . import verdict
+from . import usage, verdict
 from .capture import CappedPipe, LineReader
 from .protocol import RunRequest, RunResult
 from .spare import ZygoteEnds
@@ -42,6 +42,10 @@ class Spare:
         os.set_blocking(ends.status, False)
         self.init_pid: int | None = None
         self.exit_status: int | None = None
+        # The runner's CPU when its request came; its rusage when it ended.
+        self.start_cpu_us: int | None = None
+        self.exit_cpu_us: int | None = None
+        self.exit_max_rss_kib: int | None = None
         self._reaped = False
         self._runner_ready = False
         self._open = set(ends.as_list())
@@ -103,8 +107,13 @@ class Spare:
             self.init_pid = int(rest)
         elif word == "ready":
             self._runner_ready = True
+        elif word == "start" and self.start_cpu_us is None:
+            self.start_cpu_us = int(rest)
         elif word == "exit" and self.exit_status is None:
-            self.exit_status = int(rest)
+            fields = [int(field) for field in rest.split()]
+            self.exit_status = fields[0]
+            if len(fields) == 3:
+                self.exit_cpu_us, self.exit_max_rss_kib = fields[1], fields[2]
         elif word == "error":
             raise SpareError(rest)
         return word
@@ -139,6 +148,9 @@ def hand_off(spare: Spare, req: RunRequest) -> None:
             "timeout_ms": req.timeout_ms,
             "memory_bytes": req.memory_bytes,
             "max_result_bytes": req.max_result_bytes,
+            "files": [(f.name, f.data) for f in req.files],
+            "max_figures": req.max_figures,
+            "max_figures_bytes": req.max_figures_bytes,
         },
         use_bin_type=True,
     )
@@ -159,7 +171,7 @@ class _Watch:
         self.spare = spare
         self.out = CappedPipe(spare.ends.stdout, req.max_output_bytes)
         self.err = CappedPipe(spare.ends.stderr, req.max_output_bytes)
-        self.res = CappedPipe(spare.ends.result, req.max_result_bytes + RESULT_SLACK)
+        self.res = CappedPipe(spare.ends.result, req.max_result_bytes + req.max_figures_bytes + RESULT_SLACK)
         self.pipes = {p.fd: p for p in (self.out, self.err, self.res)}
         self.control_fd = control_fd
         self.poller = select.poll()
@@ -228,13 +240,19 @@ def run(spare: Spare, req: RunRequest, control_fd: int, on_control: Callable[[],
         spare.kill()
         exit_status = 0 if exit_status is None else exit_status
     oom = exit_status is not None and os.WIFSIGNALED(exit_status) and verdict.oom_kills() > oom_before
+    message = None if watch.res.truncated else bytes(watch.res.data)
     outcome, result, error, tb = verdict.decide(
         timed_out=timed_out,
         exit_status=exit_status,
-        message=None if watch.res.truncated else bytes(watch.res.data),
+        message=message,
         oom=oom,
         req=req,
     )
+    run_usage, figures, figures_truncated = verdict.extras(message, outcome, req)
+    if run_usage is None:
+        run_usage = usage.from_exit(
+            (ended - started) * 1000, spare.start_cpu_us, spare.exit_cpu_us, spare.exit_max_rss_kib
+        )
     for fd in spare.ends.as_list():
         spare.close(fd)
     return RunResult(
@@ -248,4 +266,7 @@ def run(spare: Spare, req: RunRequest, control_fd: int, on_control: Callable[[],
         stdout_truncated=watch.out.truncated,
         stderr_truncated=watch.err.truncated,
         duration_ms=(ended - started) * 1000,
+        usage=run_usage,
+        figures=figures,
+        figures_truncated=figures_truncated,
     )

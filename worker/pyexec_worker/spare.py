@@ -23,7 +23,7 @@ import socket
 import sys
 from dataclasses import dataclass
 
-from . import idlewalk, isolation, libc, runner
+from . import idlewalk, isolation, libc, runner, usage
 from .config import ZygoteConfig
 
 # Largest request a runner accepts (the zygote already capped the frame).
@@ -125,11 +125,12 @@ def _run_init(cfg: ZygoteConfig, uid: int, gid: int, ends: ChildEnds) -> None:
         os._exit(1)
     while True:
         try:
-            pid, wstatus = os.waitpid(-1, 0)
+            pid, wstatus, rusage = os.wait4(-1, 0)
         except ChildProcessError:
             os._exit(1)
         if pid == runner_pid:
-            _report(ends.status, f"exit {wstatus}")
+            # The rusage tells the zygote what a run that died used.
+            _report(ends.status, usage.exit_line(wstatus, rusage))
             # Exiting as pid 1 makes the kernel SIGKILL whatever the run left
             # behind (daemons, setsid children): see pid_namespaces(7).
             os._exit(0)
@@ -140,15 +141,17 @@ def _run_runner(ends: ChildEnds) -> None:
         _prepare_runner(ends)
         runner.prefault()
         _report(ends.status, "ready")
-        # SECURITY: user code must not be able to forge "exit" lines.
-        os.close(ends.status)
         idlewalk.wait_for_request(ends.request)
         request = _read_all(ends.request)
+        meter = usage.Meter()
+        _report(ends.status, f"start {meter.cpu_start_us}")
+        # SECURITY: user code must not be able to forge "exit" lines.
+        os.close(ends.status)
         os.close(ends.request)
     except BaseException as exc:
         _report(ends.status, f"error runner: {exc}")
         os._exit(1)
-    message = runner.run_request(request)
+    message = runner.run_request(request, meter)
     _flush_stdio()
     try:
         # Closing fd 1/2 and then the result pipe tells the zygote the run

@@ -1,4 +1,4 @@
-"""Exercise numpy and pandas once in the zygote, before it freezes its heap.
+"""Exercise numpy, pandas and matplotlib once in the zygote, before it freezes its heap.
 
 Owns: running a fixed, service-written workload (no user code, no data
 from outside) so that the lazy imports, caches and first-call set-up of
@@ -16,9 +16,13 @@ import json
 import numpy as np
 import pandas as pd
 
+from . import figures
+
 
 def warm_up() -> None:
-    """Run the common operations of analysis scripts once."""
+    """Import matplotlib (Agg); run the common operations of analysis scripts once."""
+    if figures.import_pyplot():
+        figures.warm_up()
     rng = np.random.default_rng(0)
     values = rng.standard_normal(1000)
     np.random.randn(10)

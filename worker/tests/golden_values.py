@@ -24,9 +24,15 @@ RUN = {
     "memory_bytes": 268435456,
     "max_output_bytes": 1048576,
     "max_result_bytes": 4194304,
+    "files": [
+        {"name": "data.csv", "data": b"a,b\n1,2\n"},
+        {"name": "blob.bin", "data": b"\x00\xff\n"},
+    ],
+    "max_figures": 8,
+    "max_figures_bytes": 4194304,
 }
 PING = {"type": "ping", "id": 7}
-READY = {"type": "ready", "version": 1, "pid": 1, "python": "3.11.2", "numpy": "2.4.6", "pandas": "3.1.1"}
+READY = {"type": "ready", "version": 2, "pid": 1, "python": "3.11.2", "numpy": "2.4.6", "pandas": "3.1.1"}
 PONG = {"type": "pong", "id": 7}
 RESULT_OK = {
     "type": "result",
@@ -40,6 +46,9 @@ RESULT_OK = {
     "stdout_truncated": False,
     "stderr_truncated": False,
     "duration_ms": 3.25,
+    "usage": {"wall_ms": 2.5, "cpu_ms": 2.0, "max_rss_kib": 91234},
+    "figures": [{"format": "png", "data": b"\x89PNG\r\n\x1a\n", "width": 640, "height": 480}],
+    "figures_truncated": False,
 }
 RESULT_ERROR = {
     "type": "result",
@@ -58,6 +67,9 @@ RESULT_ERROR = {
     "stdout_truncated": False,
     "stderr_truncated": True,
     "duration_ms": 12.5,
+    "usage": {"wall_ms": 12.0, "cpu_ms": None, "max_rss_kib": None},
+    "figures": [],
+    "figures_truncated": False,
 }
 FATAL = {
     "type": "fatal",

@@ -102,7 +102,9 @@ class Zygote:
     def send(self, message: dict) -> None:
         self.sock.sendall(protocol.encode_frame(message))
 
-    def run(self, script: str, timeout_ms: int = 5000, memory_bytes: int = 256 << 20, **kw: int) -> dict:
+    def run(
+        self, script: str, timeout_ms: int = 5000, memory_bytes: int = 256 << 20, files: list | None = None, **kw: int
+    ) -> dict:
         self.next_id += 1
         message = {
             "type": "run",
@@ -112,6 +114,9 @@ class Zygote:
             "memory_bytes": memory_bytes,
             "max_output_bytes": kw.get("max_output_bytes", 1 << 20),
             "max_result_bytes": kw.get("max_result_bytes", 4 << 20),
+            "files": files or [],
+            "max_figures": kw.get("max_figures", 8),
+            "max_figures_bytes": kw.get("max_figures_bytes", 4 << 20),
         }
         started = time.monotonic()
         self.send(message)

@@ -15,6 +15,9 @@ RUN = {
     "memory_bytes": 1 << 28,
     "max_output_bytes": 1 << 20,
     "max_result_bytes": 1 << 22,
+    "files": [{"name": "in.txt", "data": b"x"}],
+    "max_figures": 8,
+    "max_figures_bytes": 1 << 22,
 }
 
 
@@ -63,7 +66,18 @@ def test_parse_run_and_ping():
     req = protocol.parse_request(RUN)
     assert isinstance(req, RunRequest)
     assert req.script == RUN["script"] and req.memory_bytes == 1 << 28
+    assert req.files == (protocol.InputFile("in.txt", b"x"),)
+    assert (req.max_figures, req.max_figures_bytes) == (8, 1 << 22)
     assert protocol.parse_request({"type": "ping", "id": 9}) == Ping(9)
+
+
+@pytest.mark.parametrize(
+    "files",
+    [None, {"in.txt": b"x"}, [{"name": "a"}], [{"name": "a", "data": "text"}], [{"name": 1, "data": b""}]],
+)
+def test_parse_run_rejects_malformed_files(files):
+    with pytest.raises(ProtocolError, match="files"):
+        protocol.parse_request({**RUN, "files": files})
 
 
 @pytest.mark.parametrize(
@@ -94,6 +108,9 @@ def test_result_field_order_is_the_documented_one():
         "stdout_truncated",
         "stderr_truncated",
         "duration_ms",
+        "usage",
+        "figures",
+        "figures_truncated",
     ]
     assert isinstance(msg["duration_ms"], float)
 

@@ -96,7 +96,7 @@ def settled_tree(pid: int, expected: int, limit_s: float = 5.0) -> set[int]:
 def test_ready_says_version_and_versions(zygote):
     ready = zygote.ready
     assert list(ready) == ["type", "version", "pid", "python", "numpy", "pandas"]
-    assert ready["type"] == "ready" and ready["version"] == 1
+    assert ready["type"] == "ready" and ready["version"] == 2
     assert ready["python"].startswith("3.") and ready["numpy"] and ready["pandas"]
 
 
@@ -120,6 +120,9 @@ def test_ping_pong_idle_and_during_a_run(zygote):
             "memory_bytes": 256 << 20,
             "max_output_bytes": 1024,
             "max_result_bytes": 1024,
+            "files": [],
+            "max_figures": 0,
+            "max_figures_bytes": 1,
         }
     )
     time.sleep(0.05)
@@ -308,6 +311,7 @@ def test_fixed_environment(zygote):
         "OMP_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
+        "MPLCONFIGDIR": f"{sandbox.VENV}/mplconfig",
     }
 
 
@@ -503,3 +507,38 @@ def test_fatal_when_namespaces_cannot_be_created(worker_dir):
 def test_shared_zygote_survived_the_whole_module(zygote):
     assert zygote.proc.poll() is None
     healthy(zygote)
+
+
+def test_input_files_usage_and_a_figure_through_the_zygote(zygote):
+    script = (
+        "import matplotlib.pyplot as plt\n"
+        "def main():\n"
+        "    plt.figure(figsize=(2, 1), dpi=30)\n"
+        "    return open('in.txt').read()\n"
+    )
+    reply = zygote.run(script, files=[{"name": "in.txt", "data": b"hello"}])
+    assert result(reply) == "hello"
+    [figure] = reply["figures"]
+    assert (figure["format"], figure["width"], figure["height"]) == ("png", 60, 30)
+    assert figure["data"].startswith(b"\x89PNG") and reply["figures_truncated"] is False
+    run_usage = reply["usage"]
+    assert run_usage["wall_ms"] > 0 and run_usage["cpu_ms"] > 0 and run_usage["max_rss_kib"] > 10_000
+
+
+def test_usage_of_a_killed_run_comes_from_its_init(zygote):
+    reply = zygote.run("import os\ndef main():\n    os.kill(os.getpid(), 9)\n")
+    assert reply["outcome"] == "killed"
+    run_usage = reply["usage"]
+    # cpu excludes the spare's warm-up (prefault, idle walk): a few ms at most.
+    assert run_usage["cpu_ms"] is not None and 0 <= run_usage["cpu_ms"] < 500
+    assert run_usage["max_rss_kib"] > 10_000
+
+
+def test_matplotlib_is_preloaded_with_agg_and_writes_nothing_in_the_run(zygote):
+    script = (
+        "import sys, os\n"
+        "def main():\n"
+        "    import matplotlib\n"
+        "    return [matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules, os.listdir('/tmp')]\n"
+    )
+    assert result(zygote.run(script)) == ["Agg", True, []]
