@@ -89,12 +89,16 @@ async fn run_prints_output_and_result_and_exits_by_verdict() {
     assert!(stderr.starts_with("pyexec: runtime_error: ZeroDivisionError"), "{stderr}");
     assert!(stderr.contains("Traceback") && stderr.contains("line 3, in main"), "{stderr}");
 
-    // Until the service takes files, --file is refused and says so.
-    let data = write(dir.path(), "data.csv", "a,b\n1,2\n");
-    let output = pyexec_run(&[&ok, url[0], url[1], "--file", &data], &[], None).await;
-    let (_, stderr) = assert_exit(&output, 2);
-    assert!(stderr.contains("unknown field \"files\""), "{stderr}");
-    assert!(stderr.contains("does not take files yet"), "{stderr}");
+    // --file sends the file under its base name, into the run's /tmp.
+    let data = write(dir.path(), "data.csv", "a,b\n1,2\n3,4\n");
+    let reader = write(
+        dir.path(),
+        "reads.py",
+        "import pandas as pd\ndef main():\n    return int(pd.read_csv('data.csv')['b'].sum())\n",
+    );
+    let output = pyexec_run(&[&reader, url[0], url[1], "--file", &data], &[], None).await;
+    let (stdout, _) = assert_exit(&output, 0);
+    assert_eq!(stdout, "6\n");
 }
 
 #[tokio::test]

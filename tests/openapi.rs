@@ -64,6 +64,9 @@ fn every_api_error() -> Vec<ApiError> {
             stdout_truncated: false,
             stderr_truncated: false,
             duration_ms: 0.0,
+            usage: None,
+            figures: Vec::new(),
+            figures_truncated: false,
         }))
     };
     vec![
