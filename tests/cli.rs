@@ -99,6 +99,24 @@ async fn run_prints_output_and_result_and_exits_by_verdict() {
     let output = pyexec_run(&[&reader, url[0], url[1], "--file", &data], &[], None).await;
     let (stdout, _) = assert_exit(&output, 0);
     assert_eq!(stdout, "6\n");
+
+    // Figures: a hint without --figures, PNG files with it.
+    let plot = write(
+        dir.path(),
+        "plot.py",
+        "import matplotlib.pyplot as plt\ndef main():\n    plt.plot([1, 2, 3])\n    return 'drawn'\n",
+    );
+    let output = pyexec_run(&[&plot, url[0], url[1]], &[], None).await;
+    let (_, stderr) = assert_exit(&output, 0);
+    assert!(stderr.contains("returned 1 figure(s); pass --figures DIR"), "{stderr}");
+    let saved = tempfile::tempdir().expect("tempdir");
+    let saved_dir = saved.path().display().to_string();
+    let output = pyexec_run(&[&plot, url[0], url[1], "--figures", &saved_dir], &[], None).await;
+    let (stdout, stderr) = assert_exit(&output, 0);
+    assert_eq!(stdout, "\"drawn\"\n");
+    assert!(stderr.contains("saved figure 1 (640x480)"), "{stderr}");
+    let png = std::fs::read(saved.path().join("figure-1.png")).expect("figure-1.png written");
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG file");
 }
 
 #[tokio::test]

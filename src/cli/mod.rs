@@ -6,6 +6,7 @@
 //! server (no config, pool or worker), and no server module imports it.
 
 mod client;
+mod figures;
 mod render;
 
 use std::collections::BTreeMap;
@@ -20,6 +21,9 @@ use serde_json::{json, Map, Value};
 
 use client::ServiceUrl;
 use render::{Rendered, Sent};
+/// Exit status (sysexits.h `EX_CANTCREAT`): a figure could not be saved.
+pub const EXIT_CANT_CREATE: u8 = 73;
+
 pub use render::{EXIT_OK, EXIT_REFUSED, EXIT_SCRIPT_FAILED, EXIT_UNAVAILABLE, EXIT_USAGE};
 
 /// `pyexec run SCRIPT [options]`.
@@ -31,7 +35,7 @@ pub use render::{EXIT_OK, EXIT_REFUSED, EXIT_SCRIPT_FAILED, EXIT_UNAVAILABLE, EX
     about = "Runs a Python script on a pyexec service: prints what it printed, then what main() returned",
     after_help = "Exit status: 0 success, 1 the script failed (its error and traceback on stderr), \
                   2 the service refused the request, 64 bad flags or an unreadable file, \
-                  69 the service is unreachable or failed (5xx)."
+                  69 the service is unreachable or failed (5xx), 73 a figure could not be saved."
 )]
 pub struct RunArgs {
     /// Python file defining main(); `-` reads the script from standard input.
@@ -49,6 +53,9 @@ pub struct RunArgs {
     /// A file for the run, sent under its base name (repeatable).
     #[arg(long = "file", value_name = "PATH")]
     pub files: Vec<PathBuf>,
+    /// Directory to save the figures the run returns, as figure-N.png.
+    #[arg(long, value_name = "DIR")]
+    pub figures: Option<PathBuf>,
     /// API token, sent as `Authorization: Bearer TOKEN`. Prefer the
     /// environment variable: other users can read a flag in `ps`.
     #[arg(long, env = "PYEXEC_API_TOKEN", hide_env_values = true)]
@@ -72,6 +79,14 @@ pub enum CliError {
         /// The file.
         path: PathBuf,
         /// The OS error, or what is wrong with its content or name.
+        reason: String,
+    },
+    /// A figure cannot be saved, or `--figures` is not a directory.
+    #[error("cannot write {}: {reason}", path.display())]
+    Unwritable {
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error, or what is wrong.
         reason: String,
     },
 }
@@ -117,6 +132,10 @@ async fn run(args: &RunArgs) -> Rendered {
         Ok(url) => url,
         Err(error) => return failed(EXIT_USAGE, error.to_string()),
     };
+    let figures_dir = match args.figures.as_deref().map(figures::check_dir).transpose() {
+        Ok(dir) => dir,
+        Err(error) => return failed(EXIT_USAGE, error.to_string()),
+    };
     let body = match request_body(args) {
         Ok(body) => body,
         Err(error) => return failed(EXIT_USAGE, error.to_string()),
@@ -126,7 +145,20 @@ async fn run(args: &RunArgs) -> Rendered {
         Err(error) => return failed(EXIT_USAGE, format!("cannot encode the request: {error}")),
     };
     match client::post_execute(&url, args.token.as_deref(), bytes).await {
-        Ok(answer) => render::render(&answer, &args.url, Sent { files: !args.files.is_empty() }),
+        Ok(answer) => {
+            let mut rendered = render::render(&answer, &args.url, Sent { files: !args.files.is_empty() });
+            if answer.status == 200 {
+                let body: Value = serde_json::from_slice(&answer.body).unwrap_or_default();
+                match figures::save(&body, figures_dir.as_deref()) {
+                    Ok(lines) => rendered.stderr.push_str(&lines),
+                    Err(error) => {
+                        rendered.stderr.push_str(&format!("pyexec run: {error}\n"));
+                        rendered.code = EXIT_CANT_CREATE;
+                    }
+                }
+            }
+            rendered
+        }
         Err(error) => failed(EXIT_UNAVAILABLE, error.to_string()),
     }
 }
