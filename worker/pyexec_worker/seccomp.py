@@ -143,12 +143,12 @@ ALLOWED_SOCKET_FAMILIES = (1, 2, 10)  # AF_UNIX, AF_INET, AF_INET6
 
 # --- classic BPF ----------------------------------------------------------------
 
-# linux/filter.h and linux/bpf_common.h
-_LD_W_ABS = 0x00 | 0x00 | 0x20
-_JEQ_K = 0x05 | 0x10
-_JGE_K = 0x05 | 0x30
-_JSET_K = 0x05 | 0x40
-_RET_K = 0x06
+# linux/bpf_common.h: class | size/op | mode/source
+_LD_W_ABS = 0x00 | 0x00 | 0x20  # BPF_LD | BPF_W | BPF_ABS: A = seccomp_data[k]
+_JEQ_K = 0x05 | 0x10  # BPF_JMP | BPF_JEQ | BPF_K
+_JGE_K = 0x05 | 0x30  # BPF_JMP | BPF_JGE | BPF_K
+_JSET_K = 0x05 | 0x40  # BPF_JMP | BPF_JSET | BPF_K: A & k
+_RET_K = 0x06  # BPF_RET | BPF_K
 
 # linux/seccomp.h
 RET_KILL_PROCESS = 0x80000000
@@ -231,8 +231,9 @@ def build_program(arch: syscalls.Arch) -> bytes:
     asm.op(_JEQ_K, arch.numbers["clone"], jt="clone_flags")
     # SECURITY: clone3 passes its flags in a struct in memory, which a
     # seccomp filter cannot read, so it cannot be checked for CLONE_NEW*.
-    # ENOSYS ("not implemented") makes glibc (pthread_create, posix_spawn,
-    # fork since 2.34) fall back to clone(2), whose flags are checked above.
+    # ENOSYS ("not implemented") makes glibc (>= 2.34: pthread_create,
+    # posix_spawn) fall back to clone(2), whose flags are checked below.
+    # EPERM would not: glibc falls back only on ENOSYS, so threads would fail.
     asm.op(_JEQ_K, arch.numbers["clone3"], jt="enosys")
     asm.op(_JEQ_K, arch.numbers["socket"], jt="socket_family")
     asm.op(_JEQ_K, arch.numbers["socketpair"], jt="socket_family")
