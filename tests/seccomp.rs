@@ -6,9 +6,11 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
-use common::Service;
+use common::{binary, worker_copy, Service};
 use serde_json::{json, Value};
 
 const REFUSED_SCRIPT: &str = include_str!("scripts/seccomp_refused.py");
@@ -78,11 +80,11 @@ def main():
 async fn zygote_has_the_jail_filter_and_idle_spares_the_run_filter() {
     let service = Service::start(&["--workers", "1", "--spares-per-worker", "2"]).await;
     still_healthy(&service).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(20);
     let counts = loop {
         let counts = python_filter_counts(service.pid());
         // zygote + fork server with 1 filter, 2 spares x (init + runner) with 2
-        if counts.get(&1) == Some(&2) && counts.get(&2) == Some(&4) || std::time::Instant::now() > deadline {
+        if counts.get(&1) == Some(&2) && counts.get(&2) == Some(&4) || Instant::now() > deadline {
             break counts;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -154,4 +156,50 @@ async fn a_refused_call_is_an_ordinary_python_error() {
     let error = answer["error"].as_str().expect("error");
     assert!(error.contains("PermissionError") && error.contains("Operation not permitted"), "{error}");
     still_healthy(&service).await;
+}
+
+/// Without a syscall table for the machine the run filter cannot be built:
+/// the first spare fails and the service refuses to start (exit 69); it
+/// never serves a script unfiltered. The unknown machine is simulated by
+/// emptying the table in a copy of the worker code.
+#[test]
+fn an_unknown_machine_keeps_the_service_from_starting() {
+    let worker = worker_copy();
+    let table = worker.path().join("pyexec_worker/syscalls.py");
+    let source = std::fs::read_to_string(&table).expect("syscalls.py");
+    let patched: Vec<&str> = source
+        .lines()
+        .map(|line| if line.starts_with("BY_MACHINE = ") { "BY_MACHINE: dict[str, Arch] = {}" } else { line })
+        .collect();
+    assert!(patched.contains(&"BY_MACHINE: dict[str, Arch] = {}"), "syscalls.py defines BY_MACHINE");
+    std::fs::write(&table, patched.join("\n")).expect("write syscalls.py");
+
+    let mut child = Command::new(binary())
+        .args(["--listen", "127.0.0.1:0", "--workers", "1", "--worker-dir"])
+        .arg(worker.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start pyexec");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("pyexec kept running although no run filter can be built");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    child.stdout.take().expect("stdout").read_to_string(&mut stdout).expect("read stdout");
+    child.stderr.take().expect("stderr").read_to_string(&mut stderr).expect("read stderr");
+    assert_eq!(status.code(), Some(69), "{stderr}");
+    assert!(stderr.contains("no syscall table for machine"), "{stderr}");
+    assert!(stderr.contains("refusing to run scripts without the syscall filter"), "{stderr}");
+    assert!(!stdout.contains("listening"), "never serves: {stdout}");
 }
