@@ -93,11 +93,11 @@ class ForkServer:
 
 def _serve(cfg: ZygoteConfig, sock: socket.socket) -> None:
     uid, gid = os.getuid(), os.getgid()
-    # Build the run's seccomp program once, here, so every spare inherits it
-    # and only installs it. On an unsupported machine the first spare's
-    # install raises the same error again and reports it.
+    # Build the run's seccomp filter once, here, so every spare inherits it
+    # ready to install. On an unsupported machine the first spare's install
+    # raises the same error again and reports it.
     with contextlib.suppress(seccomp.SeccompError):
-        seccomp.program()
+        seccomp.prepared()
     while True:
         if not sock.recv(16):
             return

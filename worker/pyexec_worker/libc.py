@@ -165,14 +165,19 @@ def capset_zero() -> None:
     _check(_libc.capset(ctypes.byref(header), data), "capset(0)")
 
 
-def set_seccomp_filter(program: bytes) -> None:
-    """prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) for packed sock_filter entries.
+class SeccompFilter:
+    """A seccomp program in C memory (``struct sock_fprog``), ready to install.
 
-    The kernel copies the program during the call, so the buffers only need
-    to live until it returns. Needs no_new_privs (or CAP_SYS_ADMIN).
+    Built before forking (the fork server does), so that installing it in
+    each run init is one prctl(2) with nothing to allocate.
     """
-    if not program or len(program) % 8:
-        raise ValueError(f"seccomp program must be whole 8-byte instructions, got {len(program)} bytes")
-    code = ctypes.create_string_buffer(program, len(program))
-    fprog = _SockFprog(len(program) // 8, ctypes.addressof(code))
-    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(fprog))
+
+    def __init__(self, program: bytes) -> None:
+        if not program or len(program) % 8:
+            raise ValueError(f"seccomp program must be whole 8-byte instructions, got {len(program)} bytes")
+        self._code = ctypes.create_string_buffer(program, len(program))
+        self._fprog = _SockFprog(len(program) // 8, ctypes.addressof(self._code))
+
+    def install(self) -> None:
+        """prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog); needs no_new_privs (or CAP_SYS_ADMIN)."""
+        prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(self._fprog))

@@ -265,8 +265,14 @@ def build_program(arch: syscalls.Arch) -> bytes:
 
 @functools.cache
 def program() -> bytes:
-    """This machine's filter (built once per process that asks)."""
+    """This machine's filter as bytes (built once per process that asks)."""
     return build_program(arch_for_this_machine())
+
+
+@functools.cache
+def prepared() -> libc.SeccompFilter:
+    """This machine's filter in C memory; the fork server builds it once."""
+    return libc.SeccompFilter(program())
 
 
 def install() -> None:
@@ -276,11 +282,11 @@ def install() -> None:
     or when the kernel refuses the filter; the caller must not run user code
     then.
     """
-    code = program()
+    seccomp_filter = prepared()
     if libc.prctl(libc.PR_GET_NO_NEW_PRIVS) != 1:
         raise SeccompError("seccomp: no_new_privs is not set (install the filter after isolation.setup_run_init)")
     try:
-        libc.set_seccomp_filter(code)
+        seccomp_filter.install()
     except OSError as exc:
         raise SeccompError(f"seccomp: the kernel refused the run filter: {exc}") from None
     if libc.prctl(libc.PR_GET_SECCOMP) != libc.SECCOMP_MODE_FILTER:
