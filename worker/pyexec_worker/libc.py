@@ -1,8 +1,9 @@
 """Thin ctypes bindings to the libc calls Python 3.11 lacks.
 
-Owns: unshare, mount, prctl, capset and seccomp-filter wrappers that raise ``OSError`` with
-errno and a message naming the call. Must not: decide policy (which flags,
-which mounts); that lives in ``isolation``.
+Owns: unshare, mount, prctl, capset and seccomp-filter wrappers that raise
+``OSError`` with errno and a message naming the call. Must not: decide
+policy (which flags, which mounts, which syscalls); that lives in
+``isolation`` and ``seccomp``.
 """
 
 from __future__ import annotations
