@@ -3,9 +3,8 @@
 Owns, in the children only: the run init (pid 1 of fresh namespaces, made
 by one clone(2), then isolated and put under the seccomp filter; a reaper
 only) and the runner's bootstrap up to the point where it blocks for its
-request. Must not: hold the control
-socket or any zygote fd once a child exists, or run user code outside the
-runner (pid 2).
+request. Must not: hold the control socket or any zygote fd once a child
+exists, or run user code outside the runner (pid 2).
 
 Pipes (created by the fork server, zygote ends sent to the zygote):
 request (zygote -> runner, closed = end of request), result (runner ->
