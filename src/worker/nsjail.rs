@@ -21,6 +21,63 @@ fn venv_root(python: &Path) -> &Path {
     python.parent().and_then(Path::parent).unwrap_or(Path::new("/"))
 }
 
+/// Syscalls no process of the jail needs, refused jail-wide with EPERM.
+///
+/// SECURITY: the subset of the per-run deny-list that the zygote itself
+/// never uses: access to other processes' memory, the kernel's big attack
+/// surfaces (BPF, perf, io_uring, userfaultfd, keyrings), host
+/// administration and open-by-handle. NOT mount, unshare, setns or clone
+/// with namespace flags: the zygote needs those to build each run's
+/// namespaces; the per-run filter refuses them once a run is set up.
+pub const JAIL_REFUSED_SYSCALLS: &[&str] = &[
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "process_madvise",
+    "pidfd_getfd",
+    "kcmp",
+    "bpf",
+    "perf_event_open",
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
+    "userfaultfd",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "kexec_load",
+    "kexec_file_load",
+    "reboot",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "acct",
+    "swapon",
+    "swapoff",
+    "quotactl",
+    "lookup_dcookie",
+    "fanotify_init",
+    "syslog",
+    "vhangup",
+    "open_by_handle_at",
+    "name_to_handle_at",
+];
+
+/// x86_64-only calls of the jail policy (Kafel rejects names the target
+/// architecture lacks, which would stop nsjail from starting).
+#[cfg(target_arch = "x86_64")]
+const JAIL_REFUSED_ARCH_SYSCALLS: &[&str] = &["modify_ldt", "uselib", "iopl", "ioperm"];
+#[cfg(not(target_arch = "x86_64"))]
+const JAIL_REFUSED_ARCH_SYSCALLS: &[&str] = &[];
+
+/// The Kafel policy text for `--seccomp_string`: `ERRNO(1)` (EPERM) for
+/// [`JAIL_REFUSED_SYSCALLS`], everything else allowed. Kafel itself kills a
+/// syscall made through another architecture's ABI.
+pub fn jail_seccomp_policy() -> String {
+    let names: Vec<&str> = JAIL_REFUSED_SYSCALLS.iter().chain(JAIL_REFUSED_ARCH_SYSCALLS).copied().collect();
+    format!("POLICY pyexec_jail {{ ERRNO(1) {{ {} }} }} USE pyexec_jail DEFAULT ALLOW", names.join(", "))
+}
+
 /// The full argv (program first) that starts one worker.
 pub fn render(cfg: &SandboxConfig, cgroup: &CgroupPlan) -> Vec<OsString> {
     let venv = venv_root(&cfg.python);
@@ -46,6 +103,11 @@ pub fn render(cfg: &SandboxConfig, cgroup: &CgroupPlan) -> Vec<OsString> {
     // a hard limit: each run lowers them for itself.
     push(&["--rlimit_as", "inf", "--rlimit_cpu", "inf", "--rlimit_fsize", "inf"]);
     push(&["--rlimit_nofile", "1024", "--rlimit_nproc", "soft", "--rlimit_stack", "soft"]);
+    // SECURITY: a jail-wide seccomp policy (Kafel) under the per-run filter
+    // of worker/pyexec_worker/seccomp.py: the zygote and fork server, which
+    // never run user code, lose these calls too. Defense in depth only.
+    let policy = jail_seccomp_policy();
+    push(&["--seccomp_string", &policy]);
     argv.extend(cgroup.nsjail_flags(cfg.worker_memory_bytes, cfg.max_processes.saturating_mul(4) + 16));
     let mut push = |items: &[&str]| argv.extend(items.iter().map(OsString::from));
     // SECURITY: the jail sees a minimal read-only tree: /usr (with the usrmerge
@@ -191,6 +253,46 @@ mod tests {
         assert!(has_pair(tail, "--max-processes", "32"));
         assert!(has_pair(tail, "--max-open-files", "256"));
         assert!(has_pair(tail, "--spares", "2"));
+    }
+
+    #[test]
+    fn jail_seccomp_policy_refuses_the_zygote_free_subset() {
+        let argv = rendered(&CgroupPlan::Off);
+        let jail_flags = &argv[..argv.iter().position(|a| a == "--").expect("has --")];
+        let at = jail_flags.iter().position(|a| a == "--seccomp_string").expect("has --seccomp_string");
+        let policy = &jail_flags[at + 1];
+        assert_eq!(policy, &jail_seccomp_policy());
+        let body = policy
+            .strip_prefix("POLICY pyexec_jail { ERRNO(1) { ")
+            .and_then(|rest| rest.strip_suffix(" } } USE pyexec_jail DEFAULT ALLOW"))
+            .expect("one ERRNO(1) rule, default allow");
+        let names: Vec<&str> = body.split(", ").collect();
+        for name in ["ptrace", "process_vm_writev", "bpf", "perf_event_open", "io_uring_setup", "keyctl"] {
+            assert!(names.contains(&name), "{name} refused jail-wide");
+        }
+        for name in ["userfaultfd", "kexec_load", "init_module", "reboot", "open_by_handle_at"] {
+            assert!(names.contains(&name), "{name} refused jail-wide");
+        }
+        // The zygote builds every run's namespaces: these must stay allowed.
+        for name in
+            ["mount", "umount2", "unshare", "setns", "clone", "clone3", "socket", "socketpair", "prctl"]
+        {
+            assert!(!names.contains(&name), "{name} is needed by the zygote");
+        }
+        let mut sorted = names.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), names.len(), "no duplicates");
+        assert_eq!(argv.iter().filter(|a| *a == "--seccomp_string").count(), 1);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn jail_seccomp_policy_has_the_x86_legacy_calls_on_x86_64() {
+        let policy = jail_seccomp_policy();
+        for name in ["modify_ldt", "uselib", "iopl", "ioperm"] {
+            assert!(policy.contains(&format!(" {name}")), "{name}");
+        }
     }
 
     #[test]

@@ -18,7 +18,7 @@ import os
 import socket
 import sys
 
-from . import spare
+from . import seccomp, spare
 from .config import ZygoteConfig
 
 _MAX_ERROR = 2000
@@ -93,6 +93,11 @@ class ForkServer:
 
 def _serve(cfg: ZygoteConfig, sock: socket.socket) -> None:
     uid, gid = os.getuid(), os.getgid()
+    # Build the run's seccomp filter once, here, so every spare inherits it
+    # ready to install. On an unsupported machine the first spare's install
+    # raises the same error again and reports it.
+    with contextlib.suppress(seccomp.SeccompError):
+        seccomp.prepared()
     while True:
         if not sock.recv(16):
             return

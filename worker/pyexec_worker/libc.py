@@ -1,8 +1,9 @@
 """Thin ctypes bindings to the libc calls Python 3.11 lacks.
 
-Owns: unshare, mount, prctl and capset wrappers that raise ``OSError`` with
-errno and a message naming the call. Must not: decide policy (which flags,
-which mounts); that lives in ``isolation``.
+Owns: unshare, mount, prctl, capset and seccomp-filter wrappers that raise
+``OSError`` with errno and a message naming the call. Must not: decide
+policy (which flags, which mounts, which syscalls); that lives in
+``isolation`` and ``seccomp``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True
 
 CLONE_PARENT = 0x00008000
 CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
 CLONE_NEWUTS = 0x04000000
 CLONE_NEWIPC = 0x08000000
 CLONE_NEWUSER = 0x10000000
@@ -31,6 +33,7 @@ CLONE_NAMES = {
     CLONE_NEWNET: "CLONE_NEWNET",
     CLONE_NEWIPC: "CLONE_NEWIPC",
     CLONE_NEWUTS: "CLONE_NEWUTS",
+    CLONE_NEWCGROUP: "CLONE_NEWCGROUP",
 }
 
 MS_RDONLY = 1
@@ -43,17 +46,28 @@ MS_REC = 16384
 MS_PRIVATE = 1 << 18
 
 PR_SET_DUMPABLE = 4
+PR_GET_SECCOMP = 21
+PR_SET_SECCOMP = 22
 PR_CAPBSET_DROP = 24
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
+PR_GET_NO_NEW_PRIVS = 39
 PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+SECCOMP_MODE_FILTER = 2
 
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 
 class _CapHeader(ctypes.Structure):
     _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _SockFprog(ctypes.Structure):
+    """struct sock_fprog: the length (in instructions) and the program."""
+
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
 class _CapData(ctypes.Structure):
@@ -150,3 +164,21 @@ def capset_zero() -> None:
     header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
     data = (_CapData * 2)()
     _check(_libc.capset(ctypes.byref(header), data), "capset(0)")
+
+
+class SeccompFilter:
+    """A seccomp program in C memory (``struct sock_fprog``), ready to install.
+
+    Built before forking (the fork server does), so that installing it in
+    each run init is one prctl(2) with nothing to allocate.
+    """
+
+    def __init__(self, program: bytes) -> None:
+        if not program or len(program) % 8:
+            raise ValueError(f"seccomp program must be whole 8-byte instructions, got {len(program)} bytes")
+        self._code = ctypes.create_string_buffer(program, len(program))
+        self._fprog = _SockFprog(len(program) // 8, ctypes.addressof(self._code))
+
+    def install(self) -> None:
+        """prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog); needs no_new_privs (or CAP_SYS_ADMIN)."""
+        prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(self._fprog))

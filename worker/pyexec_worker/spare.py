@@ -1,10 +1,10 @@
 """One pre-forked, isolated run: the process chain below the fork server.
 
 Owns, in the children only: the run init (pid 1 of fresh namespaces, made
-by one clone(2); a reaper only) and the runner's bootstrap
-up to the point where it blocks for its request. Must not: hold the control
-socket or any zygote fd once a child exists, or run user code outside the
-runner (pid 2).
+by one clone(2), then isolated and put under the seccomp filter; a reaper
+only) and the runner's bootstrap up to the point where it blocks for its
+request. Must not: hold the control socket or any zygote fd once a child
+exists, or run user code outside the runner (pid 2).
 
 Pipes (created by the fork server, zygote ends sent to the zygote):
 request (zygote -> runner, closed = end of request), result (runner ->
@@ -23,7 +23,7 @@ import socket
 import sys
 from dataclasses import dataclass
 
-from . import idlewalk, isolation, libc, runner, usage
+from . import idlewalk, isolation, libc, runner, seccomp, usage
 from .config import ZygoteConfig
 
 # Largest request a runner accepts (the zygote already capped the frame).
@@ -113,6 +113,11 @@ def _run_init(cfg: ZygoteConfig, uid: int, gid: int, ends: ChildEnds) -> None:
         os.dup2(devnull, 1)
         os.close(devnull)
         isolation.setup_run_init(cfg)
+        # SECURITY: the syscall filter goes on pid 1 before the runner
+        # exists, so every process of the run inherits it and none can shed
+        # it. A machine without a filter table raises here: the spare
+        # reports an error and no script ever runs unfiltered.
+        seccomp.install()
         runner_pid = os.fork()
         if runner_pid == 0:
             _run_runner(ends)  # never returns

@@ -1,6 +1,8 @@
 """Start the real zygote under real nsjail and talk to it over a socketpair.
 
-The nsjail argv follows docs/internals.md exactly (minus the cgroup flags).
+The nsjail argv follows docs/internals.md exactly (minus the cgroup flags
+and the jail-wide seccomp policy, which tests/seccomp.rs covers through the
+real service).
 """
 
 from __future__ import annotations
