@@ -5,10 +5,19 @@
 //! process. Shutdown: stop accepting, let every accepted request (running
 //! or still queued for a worker) get its answer within the deadline, close
 //! idle keep-alive connections.
+//!
+//! Limits on what a client can hold: `--max-connections` open connections
+//! (more get 503 and are closed, see [`connections`]), request headers
+//! within `--header-read-timeout-secs`, which in hyper also bounds how long
+//! an idle keep-alive connection waits for its next request (the timer
+//! starts whenever the connection waits for a request head), and the body
+//! within `--body-read-timeout-secs` (see `body.rs`).
 
+mod auth;
 mod body;
+mod connections;
 pub mod error;
-mod request;
+pub mod request;
 pub mod routes;
 
 use std::convert::Infallible;
@@ -22,17 +31,18 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
+use connections::ConnectionLimit;
 pub use routes::App;
-
-/// How long a client may take to send request headers (slowloris guard).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serves `app` on `listener` until `shutdown` resolves, then drains.
 /// Returns whether every connection finished within the deadline.
 pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) -> bool {
     let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).keep_alive(true);
+    // SECURITY: slowloris: a client that sends its headers slowly, or keeps
+    // an idle keep-alive connection open, is cut off after the timeout.
+    builder.timer(TokioTimer::new()).header_read_timeout(app.http.header_read_timeout).keep_alive(true);
+    let limit = ConnectionLimit::new(app.http.max_connections, &app.metrics);
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -47,6 +57,13 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
             },
             () = &mut shutdown => break,
         };
+        // SECURITY: a flood of connections is refused (answered, closed) at
+        // the limit instead of each costing a task and buffers.
+        let Some(slot) = limit.admit() else {
+            tracing::debug!(peer = %peer, "connection refused: --max-connections reached");
+            limit.refuse(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
         let service = service_fn(move |request| {
@@ -56,6 +73,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
         let connection = builder.serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
+            let _slot = slot;
             if let Err(error) = connection.await {
                 tracing::debug!(peer = %peer, error = %error, "connection ended with an error");
             }
