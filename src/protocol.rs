@@ -212,7 +212,7 @@ impl Decoder for FrameCodec {
         // The inner codec checks the announced length against the maximum
         // before reserving anything for the body.
         match self.inner.decode(src) {
-            Ok(Some(body)) => Ok(Some(rmp_serde::from_slice(&body)?)),
+            Ok(Some(body)) => decode_message(&body).map(Some),
             Ok(None) => Ok(None),
             Err(error) if error.get_ref().is_some_and(|e| e.is::<LengthDelimitedCodecError>()) => {
                 Err(ProtocolError::FrameTooLarge { max: self.max })
@@ -233,6 +233,15 @@ impl Encoder<&ToWorker> for FrameCodec {
         self.inner.encode(Bytes::from(body), dst)?;
         Ok(())
     }
+}
+
+/// Decodes one frame body (the MessagePack map, without its length
+/// prefix) from a worker.
+///
+/// # Errors
+/// [`ProtocolError::Decode`] when the bytes are not a message we know.
+pub fn decode_message(body: &[u8]) -> Result<FromWorker, ProtocolError> {
+    Ok(rmp_serde::from_slice(body)?)
 }
 
 /// Encodes any message as one complete frame (used by tests and tools).

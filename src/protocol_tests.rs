@@ -103,6 +103,64 @@ proptest! {
         }
     }
 
+    /// Every message the supervisor sends reads back the same, whatever
+    /// the script's text (any Unicode) and limits.
+    #[test]
+    fn any_run_request_round_trips(
+        id in any::<u64>(),
+        script in ".*",
+        limits in proptest::array::uniform4(any::<u64>()),
+    ) {
+        let [timeout_ms, memory_bytes, max_output_bytes, max_result_bytes] = limits;
+        let run = ToWorker::Run(RunRequest { id, script, timeout_ms, memory_bytes, max_output_bytes, max_result_bytes });
+        let mut frame = BytesMut::new();
+        FrameCodec::new(1 << 20).encode(&run, &mut frame).expect("encodes");
+        prop_assert_eq!(rmp_serde::from_slice::<ToWorker>(&frame[4..]).expect("decodes"), run.clone());
+        prop_assert_eq!(encode_frame(&run).expect("encodes"), frame.to_vec());
+        let ping = ToWorker::Ping { id };
+        prop_assert_eq!(rmp_serde::from_slice::<ToWorker>(&encode_frame(&ping).expect("encodes")[4..]).expect("decodes"), ping);
+    }
+
+    /// Every reply a worker can send, with every outcome and optional
+    /// field, decodes to what was encoded.
+    #[test]
+    fn any_worker_reply_round_trips(
+        outcome in prop_oneof![
+            Just(Outcome::Ok), Just(Outcome::SyntaxError), Just(Outcome::MissingMain),
+            Just(Outcome::RuntimeError), Just(Outcome::ResultNotJson), Just(Outcome::ResultTooLarge),
+            Just(Outcome::Timeout), Just(Outcome::MemoryLimit), Just(Outcome::Killed),
+        ],
+        result in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..64)),
+        error in proptest::option::of(".*"),
+        traceback in proptest::option::of(".*"),
+        stderr in proptest::collection::vec(any::<u8>(), 0..64),
+        truncated in any::<(bool, bool)>(),
+        text in ".*",
+        id in any::<u64>(),
+    ) {
+        let report = RunReport {
+            id,
+            outcome,
+            result,
+            error,
+            traceback,
+            stderr,
+            stdout_truncated: truncated.0,
+            stderr_truncated: truncated.1,
+            ..sample_report()
+        };
+        for message in [
+            FromWorker::Result(report),
+            FromWorker::Fatal { error: text.clone() },
+            FromWorker::Pong { id },
+            FromWorker::Ready(ReadyInfo { version: PROTOCOL_VERSION, pid: 1, python: text.clone(), numpy: text.clone(), pandas: text.clone() }),
+        ] {
+            let frame = encode_frame(&message).expect("encodes");
+            prop_assert_eq!(decode_message(&frame[4..]).expect("decodes"), message.clone());
+            prop_assert_eq!(decode_all(&mut FrameCodec::new(1 << 20), &frame).expect("decodes"), Some(message));
+        }
+    }
+
     #[test]
     fn any_report_round_trips(stdout in proptest::collection::vec(any::<u8>(), 0..64), id in any::<u64>(), ms in 0.0f64..1e6) {
         let report = RunReport { id, stdout, duration_ms: ms, ..sample_report() };

@@ -11,7 +11,9 @@
 //! within `--header-read-timeout-secs`, which in hyper also bounds how long
 //! an idle keep-alive connection waits for its next request (the timer
 //! starts whenever the connection waits for a request head), and the body
-//! within `--body-read-timeout-secs` (see `body.rs`).
+//! within `--body-read-timeout-secs` (see `body.rs`). Header floods are
+//! hyper's defaults: more than 100 headers, or a request head over its
+//! read buffer (~400 KiB), get 431 and the connection is closed.
 
 mod auth;
 mod body;
