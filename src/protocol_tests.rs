@@ -270,3 +270,28 @@ mod golden {
         }
     }
 }
+
+/// A compromised worker can nest MessagePack arrays as deep as its frame
+/// allows; decoding must refuse that with an error, within a small stack
+/// (tokio's worker threads have 2 MiB; a stack overflow aborts the whole
+/// service, which no error handling can catch).
+#[test]
+fn deep_nesting_is_an_error_not_a_stack_overflow() {
+    for depth in [40, 1_000, 100_000] {
+        // {"type": "fatal", "error": [[[...nil...]]]}
+        let mut body = vec![0x82, 0xa4];
+        body.extend_from_slice(b"type");
+        body.push(0xa5);
+        body.extend_from_slice(b"fatal");
+        body.push(0xa5);
+        body.extend_from_slice(b"error");
+        body.extend(std::iter::repeat_n(0x91, depth));
+        body.push(0xc0);
+        let decode = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || decode_message(&body))
+            .expect("thread");
+        let decoded = decode.join().expect("decoding returned");
+        assert!(matches!(decoded, Err(ProtocolError::Decode(_))), "depth {depth}: {decoded:?}");
+    }
+}
