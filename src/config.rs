@@ -87,6 +87,10 @@ pub struct Flags {
     /// (slower: 408 request_timeout and the connection is closed).
     #[arg(long, env = "PYEXEC_BODY_READ_TIMEOUT_SECS", default_value_t = 30.0)]
     pub body_read_timeout_secs: f64,
+    /// How long writing an answer may make no progress (the client reads
+    /// nothing) before the connection is closed, in seconds.
+    #[arg(long, env = "PYEXEC_WRITE_STALL_TIMEOUT_SECS", default_value_t = 30.0)]
+    pub write_stall_timeout_secs: f64,
     /// Most open HTTP connections; a connection beyond it gets 503 overloaded
     /// and is closed.
     #[arg(long, env = "PYEXEC_MAX_CONNECTIONS", default_value_t = 1024)]
@@ -203,6 +207,8 @@ pub struct HttpConfig {
     pub header_read_timeout: Duration,
     /// Time allowed for a request's body.
     pub body_read_timeout: Duration,
+    /// Longest a write to a client may make no progress.
+    pub write_stall_timeout: Duration,
     /// Most open connections.
     pub max_connections: usize,
 }
@@ -343,6 +349,11 @@ impl Flags {
                     3600.0,
                 )?,
                 body_read_timeout: seconds("body-read-timeout-secs", self.body_read_timeout_secs, 3600.0)?,
+                write_stall_timeout: seconds(
+                    "write-stall-timeout-secs",
+                    self.write_stall_timeout_secs,
+                    3600.0,
+                )?,
                 max_connections,
             },
             limits: LimitsConfig {
@@ -455,6 +466,11 @@ mod tests {
         assert_eq!(http.header_read_timeout, Duration::from_secs(10));
         assert_eq!(http.body_read_timeout, Duration::from_secs(30));
         assert_eq!(http.max_connections, 1024);
+        assert_eq!(http.write_stall_timeout, Duration::from_secs(30));
+        assert_eq!(
+            parse(&["--write-stall-timeout-secs", "-3"]).expect_err("neg").flag,
+            "write-stall-timeout-secs"
+        );
         let http = parse(&[
             "--header-read-timeout-secs",
             "0.5",

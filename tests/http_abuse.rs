@@ -291,3 +291,43 @@ async fn header_floods_get_431_or_closed() {
         assert_serves(&service).await;
     }
 }
+
+#[tokio::test]
+async fn a_client_that_stops_reading_its_answer_gets_the_connection_closed() {
+    // An answer far larger than the kernel's socket buffers (the send
+    // buffer grows to 4 MiB; it is still delivered after the close).
+    let service = Service::start(&[
+        "--write-stall-timeout-secs",
+        "1",
+        "--max-result-bytes",
+        "16777216",
+        "--workers",
+        "1",
+    ])
+    .await;
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    // A small receive window, so the answer cannot vanish into kernel buffers.
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    let address = service.base.trim_start_matches("http://").parse().expect("address");
+    let mut stream = socket.connect(address).await.expect("connect");
+    let body = json!({"script": "def main():\n    return 'x' * 12_000_000"}).to_string();
+    let request = format!(
+        "POST /execute HTTP/1.1\r\nHost: pyexec\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.expect("request");
+    // The run takes milliseconds; then the server's writes stall for 1 s.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let mut received = 0;
+    let mut chunk = vec![0u8; 64 * 1024];
+    let drained = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Ok(n @ 1..) = stream.read(&mut chunk).await {
+            received += n;
+        }
+    })
+    .await;
+    println!("the stalled client got {received} bytes of a ~12,000,000-byte answer before the close");
+    assert!(drained.is_ok(), "the connection stayed open (received {received} bytes)");
+    assert!(received < 12_000_000, "the whole answer arrived ({received} bytes): the write never stalled");
+    assert_serves(&service).await;
+}

@@ -11,7 +11,8 @@
 //! within `--header-read-timeout-secs`, which in hyper also bounds how long
 //! an idle keep-alive connection waits for its next request (the timer
 //! starts whenever the connection waits for a request head), and the body
-//! within `--body-read-timeout-secs` (see `body.rs`). Header floods are
+//! within `--body-read-timeout-secs` (see `body.rs`). Writing an answer may
+//! stall at most `--write-stall-timeout-secs` (see [`stall`]). Header floods are
 //! hyper's defaults: more than 100 headers, or a request head over its
 //! read buffer (~400 KiB), get 431 and the connection is closed.
 
@@ -21,6 +22,7 @@ mod connections;
 pub mod error;
 pub mod request;
 pub mod routes;
+mod stall;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -35,6 +37,7 @@ use tokio::net::TcpListener;
 
 use connections::ConnectionLimit;
 pub use routes::App;
+use stall::WriteStallLimit;
 
 /// Serves `app` on `listener` until `shutdown` resolves, then drains.
 /// Returns whether every connection finished within the deadline.
@@ -45,6 +48,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
     // an idle keep-alive connection open, is cut off after the timeout.
     builder.timer(TokioTimer::new()).header_read_timeout(app.http.header_read_timeout).keep_alive(true);
     let limit = ConnectionLimit::new(app.http.max_connections, &app.metrics);
+    let write_stall_timeout = app.http.write_stall_timeout;
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -72,7 +76,8 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
             let app = app.clone();
             async move { Ok::<_, Infallible>(routes::route(&app, request).await) }
         });
-        let connection = builder.serve_connection(TokioIo::new(stream), service);
+        let io = WriteStallLimit::new(TokioIo::new(stream), write_stall_timeout);
+        let connection = builder.serve_connection(io, service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             let _slot = slot;
