@@ -468,7 +468,7 @@ mod tests {
         assert_eq!(http.max_connections, 1024);
         assert_eq!(http.write_stall_timeout, Duration::from_secs(30));
         assert_eq!(
-            parse(&["--write-stall-timeout-secs", "-3"]).expect_err("neg").flag,
+            parse(&["--write-stall-timeout-secs=-3"]).expect_err("neg").flag,
             "write-stall-timeout-secs"
         );
         let http = parse(&[

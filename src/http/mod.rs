@@ -6,15 +6,18 @@
 //! or still queued for a worker) get its answer within the deadline, close
 //! idle keep-alive connections.
 //!
-//! Limits on what a client can hold: `--max-connections` open connections
-//! (more get 503 and are closed, see [`connections`]), request headers
-//! within `--header-read-timeout-secs`, which in hyper also bounds how long
-//! an idle keep-alive connection waits for its next request (the timer
-//! starts whenever the connection waits for a request head), and the body
-//! within `--body-read-timeout-secs` (see `body.rs`). Writing an answer may
-//! stall at most `--write-stall-timeout-secs` (see [`stall`]). Header floods are
-//! hyper's defaults: more than 100 headers, or a request head over its
-//! read buffer (~400 KiB), get 431 and the connection is closed.
+//! Limits on what one client can hold (each a flag):
+//! - `--max-connections` open connections; one more gets 503 and is closed
+//!   ([`connections`]);
+//! - `--header-read-timeout-secs` for a request's headers; in hyper the same
+//!   timer also bounds how long an idle keep-alive connection waits for its
+//!   next request (it starts whenever the connection waits for a request
+//!   head; `tests/http_abuse.rs` checks both);
+//! - `--body-read-timeout-secs` for the body (`body.rs`: 408, then close);
+//! - `--write-stall-timeout-secs` for an answer the client stops reading
+//!   ([`stall`]);
+//! - header floods get hyper's defaults: more than 100 headers, or a
+//!   request head over its read buffer (~400 KiB), get 431 and a close.
 
 mod auth;
 mod body;
