@@ -8,7 +8,8 @@
 #   - the worker code copied to $PYEXEC_HOME/worker (bind-mounted read-only
 #     into every jail);
 #   - the release build of the pyexec binary.
-# With --with-test-tools it also installs what the test suite uses.
+# With --with-test-tools it also installs what the test suite uses
+# (Debian packages, the tools venv, cargo-fuzz).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -87,6 +88,13 @@ mv "$home/worker.new" "$home/worker"
 
 if $with_tools; then
   build_venv "$home/tools-venv" "$root/python/requirements-tools.txt"
+  # cargo-fuzz for tests/fuzz/run.sh, pinned, from crates.io (it runs on
+  # the stable toolchain with RUSTC_BOOTSTRAP=1; no nightly needed).
+  cargo_fuzz_version=0.13.2
+  if [ "$(cargo fuzz --version 2>/dev/null)" != "cargo-fuzz $cargo_fuzz_version" ]; then
+    log "cargo install cargo-fuzz $cargo_fuzz_version"
+    cargo install --locked --quiet cargo-fuzz --version "$cargo_fuzz_version"
+  fi
 fi
 
 log "cargo build --release"

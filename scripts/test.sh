@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Runs every test of the project, from a fresh machine: installs what the
 # tests need, then the lint gates, the Rust unit and integration tests (real
-# nsjail, real Python), the worker's Python tests, the live service against
-# its OpenAPI spec (schemathesis), the observability checks
-# against a real Prometheus, the k6 smoke test, the benchmark in quick mode,
-# the Kubernetes manifest validation and the container build-and-run.
+# nsjail, real Python; the replay of the committed fuzz corpus), the live
+# service against its OpenAPI spec (schemathesis), a bounded run of each
+# fuzz target, the worker's Python tests, the observability checks against
+# a real Prometheus, the k6 smoke test, the benchmark in quick mode, the
+# Kubernetes manifest validation and the container build-and-run.
 #
 # PYEXEC_SKIP_CONTAINER=1 skips the container step (it needs podman and
-# takes a few minutes the first time).
+# takes a few minutes the first time). PYEXEC_FUZZ_SECS sets the time of
+# each fuzz target (default 30).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -58,6 +60,7 @@ step "ruff (worker/, bench/)" bash -c "\"$tools/ruff\" check worker && cd bench 
 step "pytest (worker/)" "$tools/pytest" -q worker/tests
 step "cargo test (unit + integration)" cargo test --quiet --locked -- --test-threads 2
 step "API spec (schemathesis against /openapi.json)" tests/api-spec/check.sh "$binary"
+step "fuzz (each target ${PYEXEC_FUZZ_SECS:-30} s)" tests/fuzz/run.sh
 step "observability (promtool, Prometheus, dashboard schema)" tests/ops/check-observability.sh "$binary"
 step "k6 smoke" load-tests/run.sh smoke "$binary"
 step "benchmark (quick)" "$tools/python" bench/run.py --quick --binary "$binary"

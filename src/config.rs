@@ -93,8 +93,26 @@ pub struct Flags {
     #[arg(long, env = "PYEXEC_QUEUE_TIMEOUT_SECS", default_value_t = 5.0)]
     pub queue_timeout_secs: f64,
     /// Bearer token required on /execute (`Authorization: Bearer TOKEN`). Unset: no auth.
+    /// /health, /ready and /metrics stay open: probes and scrapers carry no
+    /// secret; restrict who reaches them with --listen or a NetworkPolicy.
     #[arg(long, env = "PYEXEC_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
+    /// How long a client may take to send a request's headers, and how long
+    /// an idle keep-alive connection waits for its next request, in seconds.
+    #[arg(long, env = "PYEXEC_HEADER_READ_TIMEOUT_SECS", default_value_t = 10.0)]
+    pub header_read_timeout_secs: f64,
+    /// How long a client may take to send a request body, in seconds
+    /// (slower: 408 request_timeout and the connection is closed).
+    #[arg(long, env = "PYEXEC_BODY_READ_TIMEOUT_SECS", default_value_t = 30.0)]
+    pub body_read_timeout_secs: f64,
+    /// How long writing an answer may make no progress (the client reads
+    /// nothing) before the connection is closed, in seconds.
+    #[arg(long, env = "PYEXEC_WRITE_STALL_TIMEOUT_SECS", default_value_t = 30.0)]
+    pub write_stall_timeout_secs: f64,
+    /// Most open HTTP connections; a connection beyond it gets 503 overloaded
+    /// and is closed.
+    #[arg(long, env = "PYEXEC_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
     /// nsjail binary.
     #[arg(long, env = "PYEXEC_NSJAIL", default_value = "/opt/pyexec/bin/nsjail")]
     pub nsjail: PathBuf,
@@ -181,6 +199,24 @@ pub struct LimitsConfig {
     pub max_figures_bytes: u64,
 }
 
+/// The API token: its `Debug` never shows the value, so logging a config
+/// cannot leak it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiToken(String);
+
+impl ApiToken {
+    /// The token's bytes, for the comparison in `http::auth` only.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl std::fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiToken(<redacted>)")
+    }
+}
+
 /// What the HTTP layer needs.
 #[derive(Clone, Debug)]
 pub struct HttpConfig {
@@ -189,9 +225,18 @@ pub struct HttpConfig {
     /// Largest accepted request body.
     pub max_body_bytes: u64,
     /// Bearer token, when auth is on.
-    pub api_token: Option<String>,
+    pub api_token: Option<ApiToken>,
     /// Grace period for in-flight requests on shutdown.
     pub shutdown_timeout: Duration,
+    /// Time allowed for a request's headers, and for an idle keep-alive
+    /// connection to start its next request.
+    pub header_read_timeout: Duration,
+    /// Time allowed for a request's body.
+    pub body_read_timeout: Duration,
+    /// Longest a write to a client may make no progress.
+    pub write_stall_timeout: Duration,
+    /// Most open connections.
+    pub max_connections: usize,
 }
 
 /// What spawning one sandboxed worker needs.
@@ -293,11 +338,25 @@ impl Flags {
         let max_body_bytes = positive("max-body-bytes", self.max_body_bytes)?;
         let max_output_bytes = positive("max-output-bytes", self.max_output_bytes)?;
         let max_result_bytes = positive("max-result-bytes", self.max_result_bytes)?;
-        if let Some(token) = &self.api_token {
-            if token.trim().is_empty() {
-                return Err(ConfigError::new("api-token", "must not be empty (unset it to disable auth)"));
+        let api_token = match self.api_token {
+            Some(token) if token.trim().is_empty() => {
+                return Err(ConfigError::new("api-token", "must not be empty (unset it to disable auth)"))
             }
-        }
+            Some(token) if token.chars().any(|c| !c.is_ascii_graphic()) => {
+                // A header value cannot carry it, so no client could ever match.
+                return Err(ConfigError::new(
+                    "api-token",
+                    "must be printable ASCII without spaces (it travels in an HTTP header)",
+                ));
+            }
+            token => token.map(ApiToken),
+        };
+        let max_connections = match self.max_connections {
+            n @ 1..=1_000_000 => n,
+            n => {
+                return Err(ConfigError::new("max-connections", format!("{n} is not between 1 and 1000000")))
+            }
+        };
         let tmp_size_bytes = positive("tmp-size-mib", self.tmp_size_mib)? * MIB;
         let max_file_size_bytes = positive("max-file-size-mib", self.max_file_size_mib)? * MIB;
         let max_files = match self.max_files {
@@ -330,8 +389,20 @@ impl Flags {
             http: HttpConfig {
                 listen: self.listen,
                 max_body_bytes,
-                api_token: self.api_token,
+                api_token,
                 shutdown_timeout: seconds("shutdown-timeout-secs", self.shutdown_timeout_secs, 3600.0)?,
+                header_read_timeout: seconds(
+                    "header-read-timeout-secs",
+                    self.header_read_timeout_secs,
+                    3600.0,
+                )?,
+                body_read_timeout: seconds("body-read-timeout-secs", self.body_read_timeout_secs, 3600.0)?,
+                write_stall_timeout: seconds(
+                    "write-stall-timeout-secs",
+                    self.write_stall_timeout_secs,
+                    3600.0,
+                )?,
+                max_connections,
             },
             limits: LimitsConfig {
                 default_timeout,
@@ -454,6 +525,52 @@ mod tests {
     fn rejects_root_sandbox_uid_and_empty_token() {
         assert_eq!(parse(&["--sandbox-uid", "0"]).expect_err("root").flag, "sandbox-uid");
         assert_eq!(parse(&["--api-token", " "]).expect_err("empty").flag, "api-token");
+    }
+
+    #[test]
+    fn connection_limits_and_read_timeouts() {
+        let http = parse(&[]).expect("defaults").http;
+        assert_eq!(http.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(http.body_read_timeout, Duration::from_secs(30));
+        assert_eq!(http.max_connections, 1024);
+        assert_eq!(http.write_stall_timeout, Duration::from_secs(30));
+        assert_eq!(
+            parse(&["--write-stall-timeout-secs=-3"]).expect_err("neg").flag,
+            "write-stall-timeout-secs"
+        );
+        let http = parse(&[
+            "--header-read-timeout-secs",
+            "0.5",
+            "--body-read-timeout-secs",
+            "2",
+            "--max-connections",
+            "3",
+        ])
+        .expect("valid")
+        .http;
+        assert_eq!(
+            (http.header_read_timeout, http.body_read_timeout, http.max_connections),
+            (Duration::from_millis(500), Duration::from_secs(2), 3)
+        );
+        assert_eq!(
+            parse(&["--header-read-timeout-secs", "0"]).expect_err("zero").flag,
+            "header-read-timeout-secs"
+        );
+        assert_eq!(
+            parse(&["--body-read-timeout-secs", "inf"]).expect_err("inf").flag,
+            "body-read-timeout-secs"
+        );
+        assert_eq!(parse(&["--max-connections", "0"]).expect_err("zero").flag, "max-connections");
+        assert!(Flags::try_parse_from(["pyexec", "--max-connections", "-1"]).is_err());
+    }
+
+    #[test]
+    fn api_token_is_checked_and_never_printed() {
+        assert_eq!(parse(&["--api-token", "two words"]).expect_err("space").flag, "api-token");
+        assert_eq!(parse(&["--api-token", "caf\u{e9}"]).expect_err("non-ascii").flag, "api-token");
+        let config = parse(&["--api-token", "s3cret-token"]).expect("valid");
+        assert_eq!(config.http.api_token.as_ref().map(ApiToken::as_bytes), Some(&b"s3cret-token"[..]));
+        assert!(!format!("{config:?}").contains("s3cret"), "the token must not appear in Debug output");
     }
 
     #[test]

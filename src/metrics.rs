@@ -13,7 +13,7 @@ use prometheus::{
 use crate::worker::RecycleReason;
 
 /// Request outcome kinds: `ok` plus every error kind of the contract.
-pub const REQUEST_KINDS: [&str; 19] = [
+pub const REQUEST_KINDS: [&str; 20] = [
     "ok",
     "invalid_json",
     "invalid_request",
@@ -22,6 +22,7 @@ pub const REQUEST_KINDS: [&str; 19] = [
     "method_not_allowed",
     "payload_too_large",
     "unsupported_media_type",
+    "request_timeout",
     "syntax_error",
     "missing_main",
     "runtime_error",
@@ -72,6 +73,10 @@ pub struct Metrics {
     pub queue_length: IntGauge,
     /// `pyexec_build_info{version}`.
     pub build_info: Gauge,
+    /// `pyexec_http_connections`.
+    pub http_connections: IntGauge,
+    /// `pyexec_http_connections_refused_total`.
+    pub http_connections_refused: IntCounter,
 }
 
 /// Registration failed: a duplicate name, a bug.
@@ -134,6 +139,11 @@ impl Metrics {
                 Opts::new("pyexec_build_info", "Always 1; the version label names the build.")
                     .const_label("version", env!("CARGO_PKG_VERSION")),
             )?,
+            http_connections: IntGauge::new("pyexec_http_connections", "Open HTTP connections.")?,
+            http_connections_refused: IntCounter::new(
+                "pyexec_http_connections_refused_total",
+                "HTTP connections refused over --max-connections (answered 503 overloaded and closed).",
+            )?,
         };
         registry.register(Box::new(metrics.requests.clone()))?;
         registry.register(Box::new(metrics.request_duration.clone()))?;
@@ -147,6 +157,8 @@ impl Metrics {
         registry.register(Box::new(metrics.in_flight.clone()))?;
         registry.register(Box::new(metrics.queue_length.clone()))?;
         registry.register(Box::new(metrics.build_info.clone()))?;
+        registry.register(Box::new(metrics.http_connections.clone()))?;
+        registry.register(Box::new(metrics.http_connections_refused.clone()))?;
         registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
         // Pre-create every label so rates start at 0 instead of being absent.
         for kind in REQUEST_KINDS {
@@ -221,10 +233,13 @@ mod tests {
             "pyexec_in_flight_requests",
             "pyexec_queue_length",
             "pyexec_build_info",
+            "pyexec_http_connections",
+            "pyexec_http_connections_refused_total",
         ] {
             assert!(text.contains(&format!("# HELP {name} ")), "{name} missing");
         }
         assert!(text.contains(r#"pyexec_requests_total{kind="memory_limit"} 0"#));
+        assert!(text.contains(r#"pyexec_requests_total{kind="request_timeout"} 0"#));
         assert!(text.contains(r#"pyexec_worker_recycles_total{reason="startup_failure"} 0"#));
     }
 

@@ -13,6 +13,10 @@ use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec, LengthDelimitedCodecError};
 
+/// Deepest nesting a worker's message may have: ours have two levels (the
+/// message map, a field's value); anything deeper is malformed.
+const MAX_MESSAGE_DEPTH: usize = 16;
+
 /// Version the zygote must announce in its `ready` message.
 pub const PROTOCOL_VERSION: u32 = 2;
 
@@ -271,7 +275,7 @@ impl Decoder for FrameCodec {
         // The inner codec checks the announced length against the maximum
         // before reserving anything for the body.
         match self.inner.decode(src) {
-            Ok(Some(body)) => Ok(Some(rmp_serde::from_slice(&body)?)),
+            Ok(Some(body)) => decode_message(&body).map(Some),
             Ok(None) => Ok(None),
             Err(error) if error.get_ref().is_some_and(|e| e.is::<LengthDelimitedCodecError>()) => {
                 Err(ProtocolError::FrameTooLarge { max: self.max })
@@ -292,6 +296,22 @@ impl Encoder<&ToWorker> for FrameCodec {
         self.inner.encode(Bytes::from(body), dst)?;
         Ok(())
     }
+}
+
+/// Decodes one frame body (the MessagePack map, without its length
+/// prefix) from a worker.
+///
+/// # Errors
+/// [`ProtocolError::Decode`] when the bytes are not a message we know.
+pub fn decode_message(body: &[u8]) -> Result<FromWorker, ProtocolError> {
+    // SECURITY: decoding recurses once per nesting level. At rmp-serde's
+    // default limit (1024 levels) a compromised worker's frame needs
+    // 256-512 KiB of stack in a release build and more than a tokio
+    // worker's 2 MiB in a debug build (measured); a stack overflow aborts
+    // the whole service. Our messages nest two levels.
+    let mut deserializer = rmp_serde::Deserializer::from_read_ref(body);
+    deserializer.set_max_depth(MAX_MESSAGE_DEPTH);
+    Ok(FromWorker::deserialize(&mut deserializer)?)
 }
 
 /// Encodes any message as one complete frame (used by tests and tools).

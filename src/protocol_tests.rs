@@ -109,6 +109,68 @@ proptest! {
         }
     }
 
+    /// Every message the supervisor sends reads back the same, whatever
+    /// the script's text (any Unicode) and limits.
+    #[test]
+    fn any_run_request_round_trips(
+        id in any::<u64>(),
+        script in ".*",
+        limits in proptest::array::uniform6(any::<u64>()),
+        files in proptest::collection::vec((".*", proptest::collection::vec(any::<u8>(), 0..64)), 0..4),
+    ) {
+        let [timeout_ms, memory_bytes, max_output_bytes, max_result_bytes, max_figures, max_figures_bytes] = limits;
+        let files = files.into_iter().map(|(name, data)| InputFile { name, data }).collect();
+        let run = ToWorker::Run(RunRequest {
+            id, script, timeout_ms, memory_bytes, max_output_bytes, max_result_bytes, files, max_figures, max_figures_bytes,
+        });
+        let mut frame = BytesMut::new();
+        FrameCodec::new(1 << 20).encode(&run, &mut frame).expect("encodes");
+        prop_assert_eq!(rmp_serde::from_slice::<ToWorker>(&frame[4..]).expect("decodes"), run.clone());
+        prop_assert_eq!(encode_frame(&run).expect("encodes"), frame.to_vec());
+        let ping = ToWorker::Ping { id };
+        prop_assert_eq!(rmp_serde::from_slice::<ToWorker>(&encode_frame(&ping).expect("encodes")[4..]).expect("decodes"), ping);
+    }
+
+    /// Every reply a worker can send, with every outcome and optional
+    /// field, decodes to what was encoded.
+    #[test]
+    fn any_worker_reply_round_trips(
+        outcome in prop_oneof![
+            Just(Outcome::Ok), Just(Outcome::SyntaxError), Just(Outcome::MissingMain),
+            Just(Outcome::RuntimeError), Just(Outcome::ResultNotJson), Just(Outcome::ResultTooLarge),
+            Just(Outcome::Timeout), Just(Outcome::MemoryLimit), Just(Outcome::Killed),
+        ],
+        result in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..64)),
+        error in proptest::option::of(".*"),
+        traceback in proptest::option::of(".*"),
+        stderr in proptest::collection::vec(any::<u8>(), 0..64),
+        truncated in any::<(bool, bool)>(),
+        text in ".*",
+        id in any::<u64>(),
+    ) {
+        let report = RunReport {
+            id,
+            outcome,
+            result,
+            error,
+            traceback,
+            stderr,
+            stdout_truncated: truncated.0,
+            stderr_truncated: truncated.1,
+            ..sample_report()
+        };
+        for message in [
+            FromWorker::Result(report),
+            FromWorker::Fatal { error: text.clone() },
+            FromWorker::Pong { id },
+            FromWorker::Ready(ReadyInfo { version: PROTOCOL_VERSION, pid: 1, python: text.clone(), numpy: text.clone(), pandas: text.clone() }),
+        ] {
+            let frame = encode_frame(&message).expect("encodes");
+            prop_assert_eq!(decode_message(&frame[4..]).expect("decodes"), message.clone());
+            prop_assert_eq!(decode_all(&mut FrameCodec::new(1 << 20), &frame).expect("decodes"), Some(message));
+        }
+    }
+
     #[test]
     fn any_report_round_trips(stdout in proptest::collection::vec(any::<u8>(), 0..64), id in any::<u64>(), ms in 0.0f64..1e6) {
         let report = RunReport { id, stdout, duration_ms: ms, ..sample_report() };
@@ -233,5 +295,30 @@ mod golden {
             assert_eq!(decode(name), expected, "{name}");
             assert_golden(name, &expected);
         }
+    }
+}
+
+/// A compromised worker can nest MessagePack arrays as deep as its frame
+/// allows; decoding must refuse that with an error, within a small stack
+/// (tokio's worker threads have 2 MiB; a stack overflow aborts the whole
+/// service, which no error handling can catch).
+#[test]
+fn deep_nesting_is_an_error_not_a_stack_overflow() {
+    for depth in [40, 1_000, 100_000] {
+        // {"type": "fatal", "error": [[[...nil...]]]}
+        let mut body = vec![0x82, 0xa4];
+        body.extend_from_slice(b"type");
+        body.push(0xa5);
+        body.extend_from_slice(b"fatal");
+        body.push(0xa5);
+        body.extend_from_slice(b"error");
+        body.extend(std::iter::repeat_n(0x91, depth));
+        body.push(0xc0);
+        let decode = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || decode_message(&body))
+            .expect("thread");
+        let decoded = decode.join().expect("decoding returned");
+        assert!(matches!(decoded, Err(ProtocolError::Decode(_))), "depth {depth}: {decoded:?}");
     }
 }

@@ -151,17 +151,34 @@ async fn api_token_is_required_when_configured() {
         }
         request.send()
     };
-    let missing = send(None).await.expect("send");
-    assert_eq!(missing.status(), 401);
-    let body: serde_json::Value = missing.json().await.expect("json");
-    assert_eq!(body["kind"], "unauthorized");
-    assert_eq!(send(Some("Bearer wrong")).await.expect("send").status(), 401);
-    let good = send(Some("Bearer s3cret")).await.expect("send");
-    assert_eq!(good.status(), 200);
-    let body: serde_json::Value = good.json().await.expect("json");
-    assert_eq!(body["result"], 7);
-    // Probes stay open for the orchestrator.
-    assert_eq!(service.client.get(service.url("/health")).send().await.expect("send").status(), 200);
+    for (case, auth) in [
+        ("missing header", None),
+        ("wrong scheme", Some("Basic czNjcmV0")),
+        ("no scheme", Some("s3cret")),
+        ("wrong token, same length", Some("Bearer s3creT")),
+        ("shorter token", Some("Bearer s3cre")),
+        ("longer token", Some("Bearer s3cret-and-more")),
+        ("empty token", Some("Bearer ")),
+    ] {
+        let refused = send(auth).await.expect("send");
+        assert_eq!(refused.status(), 401, "{case}");
+        assert_eq!(refused.headers()["www-authenticate"], "Bearer", "{case}");
+        let body: serde_json::Value = refused.json().await.expect("json");
+        assert_eq!(body["kind"], "unauthorized", "{case}");
+    }
+    for auth in ["Bearer s3cret", "bearer s3cret"] {
+        let good = send(Some(auth)).await.expect("send");
+        assert_eq!(good.status(), 200, "{auth}");
+        let body: serde_json::Value = good.json().await.expect("json");
+        assert_eq!(body["result"], 7);
+    }
+    // Probes and the scraper stay open: they carry no secret and reveal none.
+    for path in ["/health", "/ready", "/metrics"] {
+        let response = service.client.get(service.url(path)).send().await.expect("send");
+        assert_eq!(response.status(), 200, "{path} must not need the token");
+    }
+    let metrics = service.metrics().await;
+    assert_eq!(common::sample(&metrics, r#"pyexec_requests_total{kind="unauthorized"}"#), 7.0);
 }
 
 #[tokio::test]

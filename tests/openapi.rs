@@ -75,6 +75,7 @@ fn every_api_error() -> Vec<ApiError> {
         ApiError::Unauthorized,
         ApiError::NotFound,
         ApiError::MethodNotAllowed { allow: "GET" },
+        ApiError::RequestTimeout { limit: Duration::from_secs(1) },
         ApiError::PayloadTooLarge { max: 1 },
         ApiError::UnsupportedMediaType,
         script(Outcome::SyntaxError),

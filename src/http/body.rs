@@ -38,10 +38,16 @@ impl RequestBody {
         Self { incoming, finished }
     }
 
-    /// Reads a JSON body of at most `max` bytes. Refuses a wrong media type
-    /// or a declared length over `max` without reading anything, and a
-    /// chunked body as soon as it passes `max`.
-    pub async fn read_json(&mut self, headers: &HeaderMap, max: u64) -> Result<Bytes, ApiError> {
+    /// Reads a JSON body of at most `max` bytes within `time_limit`.
+    /// Refuses a wrong media type or a declared length over `max` without
+    /// reading anything, a chunked body as soon as it passes `max`, and a
+    /// body still incomplete after `time_limit` (`request_timeout`).
+    pub async fn read_json(
+        &mut self,
+        headers: &HeaderMap,
+        max: u64,
+        time_limit: Duration,
+    ) -> Result<Bytes, ApiError> {
         if !is_json(headers) {
             return Err(ApiError::UnsupportedMediaType);
         }
@@ -49,6 +55,15 @@ impl RequestBody {
         if declared.is_some_and(|len| len > max) {
             return Err(ApiError::PayloadTooLarge { max });
         }
+        // SECURITY: a client trickling its body (a slowloris on the body,
+        // which hyper's header timeout does not cover) holds a connection
+        // and its buffer; it gets 408 and the connection is closed.
+        tokio::time::timeout(time_limit, self.read_up_to(declared, max))
+            .await
+            .unwrap_or(Err(ApiError::RequestTimeout { limit: time_limit }))
+    }
+
+    async fn read_up_to(&mut self, declared: Option<u64>, max: u64) -> Result<Bytes, ApiError> {
         let limit = usize::try_from(max).unwrap_or(usize::MAX);
         let capacity = declared.and_then(|len| usize::try_from(len).ok()).unwrap_or(0);
         let mut body = BytesMut::with_capacity(capacity.min(limit));

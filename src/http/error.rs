@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER};
+use hyper::header::{HeaderValue, ALLOW, CONNECTION, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Response, StatusCode};
 use serde::Serialize;
 
@@ -35,12 +35,23 @@ pub enum ApiError {
     },
     /// Not `application/json`.
     UnsupportedMediaType,
+    /// The body did not arrive within the body read timeout.
+    RequestTimeout {
+        /// The timeout.
+        limit: Duration,
+    },
     /// The script failed; the report holds the verdict and its output.
     Script(Box<RunReport>),
     /// No worker free within the queue timeout.
     Overloaded {
         /// Suggested wait.
         retry_after: Duration,
+    },
+    /// Every connection slot is taken (`--max-connections`); answered by
+    /// the accept loop, which then closes the connection.
+    TooManyConnections {
+        /// The limit.
+        max: usize,
     },
     /// The sandbox cannot start.
     Unavailable(String),
@@ -113,8 +124,11 @@ impl ApiError {
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::Script(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Overloaded { .. } | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Overloaded { .. } | Self::TooManyConnections { .. } | Self::Unavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -129,8 +143,9 @@ impl ApiError {
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::RequestTimeout { .. } => "request_timeout",
             Self::Script(report) => outcome_kind(report.outcome),
-            Self::Overloaded { .. } => "overloaded",
+            Self::Overloaded { .. } | Self::TooManyConnections { .. } => "overloaded",
             Self::Unavailable(_) => "unavailable",
             Self::Internal { .. } => "internal",
         }
@@ -149,8 +164,15 @@ impl ApiError {
             Self::Script(report) => {
                 report.error.clone().unwrap_or_else(|| default_message(report.outcome).into())
             }
+            Self::RequestTimeout { limit } => format!(
+                "the request body did not arrive within {} s; send it faster (the connection is closed)",
+                limit.as_secs_f64()
+            ),
             Self::Overloaded { retry_after } => {
                 format!("all workers are busy; retry in {} s", retry_after.as_secs().max(1))
+            }
+            Self::TooManyConnections { max } => {
+                format!("too many open connections (the limit is {max}); retry in 1 s")
             }
             Self::Unavailable(why) => format!("the sandbox cannot start: {why}"),
             Self::Internal { request_id } => format!("internal error; please report request id {request_id}"),
@@ -190,6 +212,13 @@ impl ApiError {
             }
             Self::Unavailable(_) => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            Self::TooManyConnections { .. } => {
+                headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+                headers.insert(CONNECTION, HeaderValue::from_static("close"));
+            }
+            Self::RequestTimeout { .. } => {
+                headers.insert(CONNECTION, HeaderValue::from_static("close"));
             }
             Self::MethodNotAllowed { allow } => {
                 headers.insert(ALLOW, HeaderValue::from_static(allow));

@@ -83,6 +83,14 @@ fn unsupported_media_type_is_415() {
 }
 
 #[test]
+fn request_timeout_is_408_and_closes() {
+    let (headers, body) =
+        check(ApiError::RequestTimeout { limit: Duration::from_millis(1500) }, 408, "request_timeout");
+    assert_eq!(headers[CONNECTION], "close");
+    assert!(body["error"].as_str().expect("str").contains("1.5 s"), "{body}");
+}
+
+#[test]
 fn every_script_verdict_is_422_with_output() {
     for (outcome, kind) in [
         (Outcome::SyntaxError, "syntax_error"),
@@ -124,6 +132,14 @@ fn script_error_message_comes_from_the_worker() {
 fn overloaded_is_503_with_retry_after() {
     let (headers, _) = check(ApiError::Overloaded { retry_after: Duration::from_secs(1) }, 503, "overloaded");
     assert_eq!(headers[RETRY_AFTER], "1");
+}
+
+#[test]
+fn too_many_connections_is_503_overloaded_and_closes() {
+    let (headers, body) = check(ApiError::TooManyConnections { max: 64 }, 503, "overloaded");
+    assert_eq!(headers[RETRY_AFTER], "1");
+    assert_eq!(headers[CONNECTION], "close");
+    assert!(body["error"].as_str().expect("str").contains("64"), "{body}");
 }
 
 #[test]

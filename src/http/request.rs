@@ -141,6 +141,26 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Any valid request reads back exactly: the script verbatim (any
+        /// Unicode, JSON-escaped by the client) and the limits asked for.
+        #[test]
+        fn any_valid_request_round_trips(
+            script in "\\PC*[a-z]\\PC*",
+            timeout_ms in 1u64..=60_000,
+            memory in 16u64..=1024,
+        ) {
+            let timeout = Duration::from_millis(timeout_ms);
+            let body = serde_json::json!({"script": script, "timeout": timeout.as_secs_f64(), "memory": memory});
+            let job = parse_job(body.to_string().as_bytes(), &limits()).expect("valid");
+            proptest::prop_assert_eq!(&job.script, &script);
+            // Seconds travel as a JSON float: equal to well under a microsecond.
+            let error = job.timeout.abs_diff(timeout);
+            proptest::prop_assert!(error < Duration::from_micros(1), "{:?} vs {:?}", job.timeout, timeout);
+            proptest::prop_assert_eq!(job.memory_bytes, memory << 20);
+        }
+    }
+
     #[test]
     fn minimal_request_gets_defaults() {
         let job = parse(r#"{"script": "def main(): return 1"}"#).expect("valid");

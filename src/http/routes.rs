@@ -8,11 +8,12 @@ use std::time::Instant;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONNECTION, CONTENT_TYPE};
+use hyper::header::{HeaderMap, HeaderValue, CONNECTION, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use super::auth::BearerAuth;
 use super::body::RequestBody;
 use super::error::{json_response, output_text, ApiError};
 use super::request::parse_job;
@@ -34,6 +35,8 @@ pub struct App {
     pub http: HttpConfig,
     /// Request limits.
     pub limits: LimitsConfig,
+    /// Guards `/execute` when `--api-token` is set.
+    auth: Option<BearerAuth>,
     next_request: AtomicU64,
     boot: u64,
 }
@@ -51,7 +54,8 @@ impl App {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() & 0xffff_ffff)
             .unwrap_or(0);
-        Self { executor, pool, metrics, http, limits, next_request: AtomicU64::new(1), boot }
+        let auth = http.api_token.as_ref().map(BearerAuth::new);
+        Self { executor, pool, metrics, http, limits, auth, next_request: AtomicU64::new(1), boot }
     }
 
     fn request_id(&self) -> String {
@@ -179,7 +183,7 @@ async fn handle_execute(
     request_id: &str,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     authorize(app, headers)?;
-    let body = body.read_json(headers, app.http.max_body_bytes).await?;
+    let body = body.read_json(headers, app.http.max_body_bytes, app.http.body_read_timeout).await?;
     let job = parse_job(&body, &app.limits)?;
     let report = app.executor.execute(job).await.map_err(|error| match error {
         ExecuteError::Overloaded { retry_after } => ApiError::Overloaded { retry_after },
@@ -222,33 +226,8 @@ fn success(report: RunReport, request_id: &str) -> Result<Response<Full<Bytes>>,
 }
 
 fn authorize(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(token) = &app.http.api_token else { return Ok(()) };
-    let presented = headers
-        .get(AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if constant_time_eq(presented.as_bytes(), token.as_bytes()) {
-        Ok(())
-    } else {
-        Err(ApiError::Unauthorized)
-    }
-}
-
-/// Compares without an early exit, so timing does not reveal the token.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::constant_time_eq;
-
-    #[test]
-    fn token_comparison() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secret", b"secreT"));
-        assert!(!constant_time_eq(b"secret", b"secret2"));
-        assert!(!constant_time_eq(b"", b"x"));
+    match &app.auth {
+        Some(auth) if !auth.allows(headers) => Err(ApiError::Unauthorized),
+        _ => Ok(()),
     }
 }
