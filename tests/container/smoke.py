@@ -11,6 +11,7 @@ Final line: `container: N passed, M failed`.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import subprocess
 import threading
@@ -230,6 +231,26 @@ def main() -> int:
         "bytearray(3 GiB) -> 422 memory_limit",
         st == 422 and body.get("kind") == "memory_limit",
         f"{st} {body}",
+    )
+
+    # ---- input files and figures (the image's prebuilt matplotlib font cache)
+    plot = (
+        "import matplotlib.pyplot as plt\nimport pandas as pd\n\ndef main():\n"
+        "    df = pd.read_csv('data.csv')\n    df.plot(x='x', y='y')\n    return int(df['y'].sum())"
+    )
+    csv = base64.b64encode(b"x,y\n1,2\n2,5\n").decode()
+    st, body, el = request(ex, "POST", {"script": plot, "files": {"data.csv": csv}})
+    figures = body.get("figures", []) if isinstance(body, dict) else []
+    png = base64.b64decode(figures[0]["data"]) if len(figures) == 1 else b""
+    check(
+        f"input file read by pandas, one figure back as PNG ({el * 1000:.0f} ms)",
+        st == 200 and body.get("result") == 7 and png.startswith(b"\x89PNG\r\n\x1a\n"),
+        f"{st} {str(body)[:300]}",
+    )
+    check(
+        "usage in the answer",
+        isinstance(body, dict) and isinstance(body.get("usage", {}).get("wall_ms"), (int, float)),
+        f"{str(body)[:300]}",
     )
 
     # ---- isolation inside a container (what Kubernetes also injects)
