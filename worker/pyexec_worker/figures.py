@@ -11,6 +11,8 @@ rebuild the font cache (it is built once at install time).
 
 from __future__ import annotations
 
+import gc
+import importlib.util
 import io
 import os
 import shutil
@@ -67,6 +69,35 @@ def import_pyplot() -> bool:
         if prebuilt:
             os.environ["MPLCONFIGDIR"] = prebuilt
     return True
+
+
+# Words of a script that may draw: matplotlib itself, pyplot's usual alias,
+# and pandas' plotting entry points (``df.plot()``, ``df.hist()``...).
+_DRAWING_WORDS = ("matplotlib", "pyplot", "plt.", ".plot", ".hist(", ".boxplot(", "plotting", "seaborn")
+
+
+def available() -> bool:
+    """Whether matplotlib is installed (found without importing it)."""
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+def may_draw(script: str) -> bool:
+    """Whether a script may draw, so should run on a spare with matplotlib warm.
+
+    A guess from its text: a false positive only costs the plotting spare's
+    bigger fork; a script that draws without any of these words still gets
+    its figures, but imports matplotlib itself (a few hundred ms).
+    """
+    return any(word in script for word in _DRAWING_WORDS)
+
+
+def prepare_plotting_fork_server() -> None:
+    """In the plotting fork server, before its first spare: import pyplot
+    (Agg), draw once, and freeze the heap so every spare shares it."""
+    if import_pyplot():
+        warm_up()
+    gc.collect()
+    gc.freeze()
 
 
 def warm_up() -> None:

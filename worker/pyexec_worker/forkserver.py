@@ -17,6 +17,7 @@ import contextlib
 import os
 import socket
 import sys
+from collections.abc import Callable
 
 from . import seccomp, spare
 from .config import ZygoteConfig
@@ -31,18 +32,23 @@ class ForkServerError(Exception):
 class ForkServer:
     """Zygote-side handle: ``request()`` returns the pipe ends of a new spare."""
 
-    def __init__(self, cfg: ZygoteConfig, control: socket.socket) -> None:
+    def __init__(self, cfg: ZygoteConfig, control: socket.socket, prepare: Callable[[], None] | None = None) -> None:
+        """Fork the server; in it, ``prepare`` runs first (no request seen yet)."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:
-            # SECURITY: the fork server never holds the control socket.
+            # SECURITY: the fork server never holds the control socket, nor
+            # any other fd of the zygote. (Another fork server's socket
+            # kept open here would also hide that server's EOF at shutdown.)
             control.detach()
-            os.close(cfg.control_fd)
-            ours.close()
+            ours.detach()
+            spare.close_fds_except({0, 1, 2, theirs.fileno()})
             code = 1
             try:
+                if prepare is not None:
+                    prepare()
                 _serve(cfg, theirs)
                 code = 0
             finally:

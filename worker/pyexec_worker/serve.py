@@ -22,16 +22,17 @@ from collections import deque
 import numpy
 import pandas
 
-from . import libc, protocol, session
+from . import figures, libc, protocol, session
 from .config import ZygoteConfig, parse_args
 from .forkserver import ForkServer, ForkServerError
+from .pools import SparePool
 from .protocol import FrameReader, Ping, ProtocolError, RunRequest, RunResult
 from .session import Spare, SpareError
 from .warmup import warm_up
 
 SPARE_READY_TIMEOUT_S = 10.0
-# Consecutive spares that may fail set-up before the zygote gives up.
-MAX_SPARE_FAILURES = 3
+# Spares with matplotlib warm each worker keeps (runs that may draw).
+PLOTTING_SPARES = 1
 # How often to retry reaping killed runs while some are still dying.
 REAP_POLL_MS = 5
 EXIT_PROTOCOL = 2
@@ -50,12 +51,13 @@ class Zygote:
         self.control = control
         self.reader = FrameReader(cfg.max_frame_bytes)
         self.pending: deque[RunRequest | Ping] = deque()
-        self.forks = ForkServer(cfg, control)
-        self.ready: deque[Spare] = deque()
-        self.building: dict[int, Spare] = {}  # status fd -> spare being set up
-        self.asked = 0  # spares asked of the fork server, ends not yet here
         self.dying: set[int] = set()  # killed run inits not yet reaped
-        self.failures = 0
+        self.plain = SparePool("plain", ForkServer(cfg, control), cfg.spares, self.retire)
+        self.plotting: SparePool | None = None
+        if figures.available():
+            forks = ForkServer(cfg, control, prepare=figures.prepare_plotting_fork_server)
+            self.plotting = SparePool("plotting", forks, PLOTTING_SPARES, self.retire)
+        self.pools = [pool for pool in (self.plain, self.plotting) if pool is not None]
 
     # --- control socket --------------------------------------------------
 
@@ -88,36 +90,8 @@ class Zygote:
     # --- spares ------------------------------------------------------------
 
     def top_up(self) -> None:
-        """Keep ``cfg.spares`` spares ready or on their way.
-
-        The fork server builds spares in its own process while we serve a
-        run, so a request that follows another one at once still finds an
-        isolated runner waiting instead of paying for the forks.
-        """
-        while len(self.ready) + len(self.building) + self.asked < self.cfg.spares:
-            self.forks.ask()
-            self.asked += 1
-
-    def on_fork_server(self) -> None:
-        spare = Spare(self.forks.receive())
-        self.asked -= 1
-        self.building[spare.status.fd] = spare
-
-    def on_spare_status(self, spare: Spare) -> None:
-        try:
-            spare.poll_setup()
-        except SpareError as exc:
-            del self.building[spare.status.fd]
-            self.retire(spare)
-            self.failures += 1
-            print(f"pyexec zygote: spare failed ({self.failures} in a row): {exc}", file=sys.stderr, flush=True)
-            if self.failures >= MAX_SPARE_FAILURES:
-                raise
-            return
-        if spare.is_ready:
-            del self.building[spare.status.fd]
-            self.ready.append(spare)
-            self.failures = 0
+        for pool in self.pools:
+            pool.top_up()
 
     def retire(self, spare: Spare) -> None:
         """Kill a used or broken spare now; reap it later, off the hot path."""
@@ -138,30 +112,40 @@ class Zygote:
     def wait(self) -> None:
         """Handle control input, fork-server replies and spare set-up."""
         poller = select.poll()
-        for fd in (self.control.fileno(), self.forks.fileno(), *self.building):
+        poller.register(self.control.fileno(), select.POLLIN)
+        fork_servers = {pool.forks.fileno(): pool for pool in self.pools}
+        building = {fd: pool for pool in self.pools for fd in pool.building}
+        for fd in (*fork_servers, *building):
             poller.register(fd, select.POLLIN)
         timeout_ms = REAP_POLL_MS if self.dying else -1
         for fd, _events in poller.poll(timeout_ms):
             if fd == self.control.fileno():
                 self.on_control()
-            elif fd == self.forks.fileno():
-                self.on_fork_server()
-            elif fd in self.building:
-                self.on_spare_status(self.building[fd])
+            elif fd in fork_servers:
+                fork_servers[fd].on_fork_server()
+            elif fd in building and fd in building[fd].building:
+                building[fd].on_spare_status(building[fd].building[fd])
         self.reap_dying()
 
-    def take_spare(self) -> Spare:
-        while not self.ready:
+    def pool_for(self, req: RunRequest) -> SparePool:
+        """The plotting pool for a script that may draw, else the plain one."""
+        if self.plotting is not None and figures.may_draw(req.script):
+            return self.plotting
+        return self.plain
+
+    def take_spare(self, pool: SparePool) -> Spare:
+        while (spare := pool.take()) is None:
             self.top_up()
             self.wait()
-        return self.ready.popleft()
+        return spare
 
     # --- runs ----------------------------------------------------------------
 
     def serve_run(self, req: RunRequest) -> RunResult:
         """Run ``req`` on a ready spare (a second one if the first broke)."""
+        pool = self.pool_for(req)
         for attempt in (1, 2):
-            spare = self.take_spare()
+            spare = self.take_spare(pool)
             try:
                 return session.run(spare, req, self.control.fileno(), self.on_control)
             except SpareError:
@@ -181,25 +165,26 @@ class Zygote:
                 self.wait()
 
     def start(self) -> None:
-        """Create and verify the first spare synchronously (fail closed)."""
-        spare = Spare(self.forks.request())
+        """Create and verify the first plain spare synchronously (fail closed).
+
+        The plotting pool fills in the background: its fork server imports
+        matplotlib first, which must not delay the worker's start.
+        """
+        spare = Spare(self.plain.forks.request())
         try:
             spare.wait_ready(SPARE_READY_TIMEOUT_S)
         except SpareError:
             spare.discard()
             raise
-        self.ready.append(spare)
+        self.plain.add_ready(spare)
 
     def shutdown(self) -> None:
-        for spare in (*self.ready, *self.building.values()):
-            spare.discard()
-        self.ready.clear()
-        self.building.clear()
+        for pool in self.pools:
+            pool.shutdown()
         for pid in self.dying:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
         self.dying.clear()
-        self.forks.close()
 
 
 def main(argv: list[str]) -> int:

@@ -1,4 +1,4 @@
-"""Exercise numpy, pandas and matplotlib once in the zygote, before it freezes its heap.
+"""Exercise numpy and pandas once in the zygote, before it freezes its heap.
 
 Owns: running a fixed, service-written workload (no user code, no data
 from outside) so that the lazy imports, caches and first-call set-up of
@@ -16,13 +16,13 @@ import json
 import numpy as np
 import pandas as pd
 
-from . import figures
-
 
 def warm_up() -> None:
-    """Import matplotlib (Agg); run the common operations of analysis scripts once."""
-    if figures.import_pyplot():
-        figures.warm_up()
+    """Run the common numpy and pandas operations of analysis scripts once.
+
+    matplotlib is not imported here: only the plotting fork server imports
+    it (``figures.prepare_plotting_fork_server``), so plain runs stay small.
+    """
     rng = np.random.default_rng(0)
     values = rng.standard_normal(1000)
     np.random.randn(10)

@@ -118,3 +118,17 @@ def test_extras_of_failed_runs_and_garbage():
     assert verdict.extras(message(figures=[{"format": "png", "data": png(1, 1)}]), "runtime_error", REQ)[1] == []
     assert verdict.extras(b"\xc1", "killed", REQ) == (None, [], False)
     assert verdict.extras(None, "timeout", REQ) == (None, [], False)
+
+
+@pytest.mark.parametrize(
+    ("script", "draws"),
+    [
+        ("import matplotlib.pyplot as plt\ndef main(): plt.plot([1])", True),
+        ("import pandas as pd\ndef main(): pd.DataFrame({'a': [1]}).plot()", True),
+        ("def main(): df.hist()", True),
+        ("import pandas as pd\ndef main(): return int(pd.Series([1]).sum())", False),
+        ("def main(): return {'sum': 2 + 2}", False),
+    ],
+)
+def test_may_draw_guesses_from_the_text(script, draws):
+    assert figures.may_draw(script) is draws

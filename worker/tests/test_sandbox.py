@@ -17,8 +17,9 @@ import pytest
 import sandbox
 from sandbox import Zygote
 
-# zygote + fork server + an init and a runner per spare
-EXPECTED_TREE = 2 + 2 * sandbox.LIMITS["spares"]
+# zygote + the plain and the plotting fork server + an init and a runner
+# per spare (the plain ones and the one plotting spare)
+EXPECTED_TREE = 3 + 2 * (sandbox.LIMITS["spares"] + 1)
 
 pytestmark = pytest.mark.skipif(not sandbox.available(), reason="needs root, nsjail and the sandbox venv")
 
@@ -542,3 +543,29 @@ def test_matplotlib_is_preloaded_with_agg_and_writes_nothing_in_the_run(zygote):
         "    return [matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules, os.listdir('/tmp')]\n"
     )
     assert result(zygote.run(script)) == ["Agg", True, []]
+
+
+def test_runs_that_draw_nothing_get_a_spare_without_matplotlib(zygote):
+    # The word is split so that the script itself does not look like drawing.
+    plain = "import sys\ndef main():\n    return sorted(m for m in sys.modules if m.startswith('matplot' + 'lib'))\n"
+    assert result(zygote.run(plain)) == []
+    drawing = "import sys\ndef main():\n    return 'matplotlib.pyplot' in sys.modules\n"
+    assert result(zygote.run(drawing)) is True
+
+
+def test_a_script_that_draws_without_saying_so_still_gets_its_figure(zygote):
+    # No drawing word in the text: a plain spare; matplotlib is imported by
+    # the script itself (slower, same answer).
+    script = (
+        "import importlib, sys\n"
+        "def main():\n"
+        "    was_loaded = 'matplot' 'lib' in sys.modules\n"
+        "    pp = importlib.import_module('matplot' 'lib.py' 'plot')\n"
+        "    pp.figure(figsize=(2, 1), dpi=30)\n"
+        "    return [was_loaded, pp.get_backend()]\n"
+    )
+    reply = zygote.run(script, timeout_ms=30_000)
+    assert result(reply) == [False, "agg"], reply["stderr"]
+    [figure] = reply["figures"]
+    assert (figure["width"], figure["height"]) == (60, 30)
+    print(f"matplotlib imported by the run itself: {reply['wall_s'] * 1000:.0f} ms; stderr {reply['stderr'][:200]!r}")
