@@ -240,7 +240,7 @@ def run(spare: Spare, req: RunRequest, control_fd: int, on_control: Callable[[],
         spare.kill()
         exit_status = 0 if exit_status is None else exit_status
     oom = exit_status is not None and os.WIFSIGNALED(exit_status) and verdict.oom_kills() > oom_before
-    message = None if watch.res.truncated else bytes(watch.res.data)
+    message = verdict.RunnerMessage(None if watch.res.truncated else bytes(watch.res.data))
     outcome, result, error, tb = verdict.decide(
         timed_out=timed_out,
         exit_status=exit_status,

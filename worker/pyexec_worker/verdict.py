@@ -48,7 +48,29 @@ def _signal_name(sig: int) -> str:
         return f"signal {sig}"
 
 
-def decide(*, timed_out: bool, exit_status: int | None, message: bytes | None, oom: bool, req: RunRequest) -> Verdict:
+class RunnerMessage:
+    """What the runner wrote to its result pipe, decoded once.
+
+    ``raw`` is the bytes as read (None when they overflowed the pipe's cap),
+    ``fields`` the msgpack map they hold (None when they hold no map).
+    ``decide`` and ``extras`` both read ``fields``.
+    """
+
+    __slots__ = ("fields", "raw")
+
+    def __init__(self, raw: bytes | None) -> None:
+        self.raw = raw
+        self.fields: dict[str, Any] | None = None
+        if raw:
+            try:
+                fields = msgpack.unpackb(raw, raw=False, strict_map_key=True)
+            except Exception:
+                return
+            if isinstance(fields, dict):
+                self.fields = fields
+
+
+def decide(*, timed_out: bool, exit_status: int | None, message: RunnerMessage, oom: bool, req: RunRequest) -> Verdict:
     """The verdict of one run."""
     if timed_out:
         return "timeout", None, f"the run exceeded its timeout of {req.timeout_ms / 1000:g} s", None
@@ -62,11 +84,11 @@ def decide(*, timed_out: bool, exit_status: int | None, message: bytes | None, o
             return "memory_limit", None, "the run was killed by the out-of-memory killer", None
         return "killed", None, f"the run was killed by {_signal_name(sig)}", None
     code = os.WEXITSTATUS(exit_status)
-    if message is None:
+    if message.raw is None:
         return "killed", None, "the run wrote an oversized result message", None
-    if not message:
+    if not message.raw:
         return "killed", None, f"the run exited with status {code} without a result", None
-    return _from_message(message, req)
+    return _from_fields(message.fields, req)
 
 
 def _text(value: Any) -> str | None:
@@ -77,11 +99,10 @@ def _text(value: Any) -> str | None:
     return value[:MAX_TEXT]
 
 
-def _from_message(raw: bytes, req: RunRequest) -> Verdict:
+def _from_fields(msg: dict[str, Any] | None, req: RunRequest) -> Verdict:
     try:
-        msg = msgpack.unpackb(raw, raw=False, strict_map_key=True)
-        if not isinstance(msg, dict):
-            raise ValueError("not a map")
+        if msg is None:
+            raise ValueError("not a msgpack map")
         outcome = msg.get("outcome")
         if outcome not in RUNNER_OUTCOMES:
             raise ValueError("unknown outcome")
@@ -115,21 +136,16 @@ def is_json(data: bytes) -> bool:
 
 
 def extras(
-    message: bytes | None, outcome: str, req: RunRequest
+    message: RunnerMessage, outcome: str, req: RunRequest
 ) -> tuple[dict[str, Any] | None, list[dict[str, Any]], bool]:
     """The runner's usage and figures, validated: (usage, figures, truncated).
 
-    Decodes the message a second time (``decide`` stays a pure verdict);
-    that costs a copy of the figures' bytes, well under a millisecond.
     Figures count only for an ``ok`` run, within the request's caps; each
     must be a PNG, and its size is read from its own IHDR, not from what
     the runner claims.
     """
-    try:
-        msg = msgpack.unpackb(message or b"", raw=False, strict_map_key=True)
-    except Exception:
-        return None, [], False
-    if not isinstance(msg, dict):
+    msg = message.fields
+    if msg is None:
         return None, [], False
     run_usage = usage.from_runner(msg.get("usage"))
     if outcome != "ok":

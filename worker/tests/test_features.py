@@ -101,23 +101,30 @@ def message(**fields):
 def test_extras_validates_figures_against_the_caps():
     good = {"format": "png", "data": png(3, 2), "width": 999, "height": 999}
     run_usage = {"wall_ms": 1.0, "cpu_ms": 0.5, "max_rss_kib": 100}
-    got_usage, figs, truncated = verdict.extras(message(usage=run_usage, figures=[good]), "ok", REQ)
+    got_usage, figs, truncated = verdict.extras(
+        verdict.RunnerMessage(message(usage=run_usage, figures=[good])), "ok", REQ
+    )
     assert got_usage == run_usage
     assert figs == [{"format": "png", "data": good["data"], "width": 3, "height": 2}], "size from IHDR"
     assert truncated is False
-    _, figs, truncated = verdict.extras(message(figures=[good, good, good]), "ok", REQ)
+    _, figs, truncated = verdict.extras(verdict.RunnerMessage(message(figures=[good, good, good])), "ok", REQ)
     assert len(figs) == 2 and truncated
     big = {**good, "data": png(1, 1) + bytes(300)}
-    _, figs, truncated = verdict.extras(message(figures=[good, big]), "ok", REQ)
+    _, figs, truncated = verdict.extras(verdict.RunnerMessage(message(figures=[good, big])), "ok", REQ)
     assert len(figs) == 1 and truncated
     junk = [{"format": "gif", "data": png(1, 1)}, {"format": "png", "data": b"nope"}, "x"]
-    assert verdict.extras(message(figures=junk), "ok", REQ)[1:] == ([], False)
+    assert verdict.extras(verdict.RunnerMessage(message(figures=junk)), "ok", REQ)[1:] == ([], False)
 
 
 def test_extras_of_failed_runs_and_garbage():
-    assert verdict.extras(message(figures=[{"format": "png", "data": png(1, 1)}]), "runtime_error", REQ)[1] == []
-    assert verdict.extras(b"\xc1", "killed", REQ) == (None, [], False)
-    assert verdict.extras(None, "timeout", REQ) == (None, [], False)
+    assert (
+        verdict.extras(
+            verdict.RunnerMessage(message(figures=[{"format": "png", "data": png(1, 1)}])), "runtime_error", REQ
+        )[1]
+        == []
+    )
+    assert verdict.extras(verdict.RunnerMessage(b"\xc1"), "killed", REQ) == (None, [], False)
+    assert verdict.extras(verdict.RunnerMessage(None), "timeout", REQ) == (None, [], False)
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ import msgpack
 import pytest
 
 from pyexec_worker.protocol import RunRequest
-from pyexec_worker.verdict import decide
+from pyexec_worker.verdict import RunnerMessage, decide
 
 REQ = RunRequest(1, "", 1500, 1 << 28, 1 << 20, 1 << 20)
 EXITED_0 = 0  # wait status of exit(0)
@@ -18,7 +18,7 @@ def status_of_signal(sig):
 
 
 def verdict(message, exit_status=EXITED_0, timed_out=False, oom=False):
-    return decide(timed_out=timed_out, exit_status=exit_status, message=message, oom=oom, req=REQ)
+    return decide(timed_out=timed_out, exit_status=exit_status, message=RunnerMessage(message), oom=oom, req=REQ)
 
 
 def pack(**fields):
