@@ -301,6 +301,20 @@ fn seconds(flag: &'static str, value: f64, max: f64) -> Result<Duration, ConfigE
     Ok(Duration::from_secs_f64(value))
 }
 
+fn within<T: PartialOrd + std::fmt::Display>(
+    flag: &'static str,
+    value: T,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<T, ConfigError> {
+    if !range.contains(&value) {
+        return Err(ConfigError::new(
+            flag,
+            format!("{value} is not between {} and {}", range.start(), range.end()),
+        ));
+    }
+    Ok(value)
+}
+
 fn positive(flag: &'static str, value: u64) -> Result<u64, ConfigError> {
     if value == 0 {
         return Err(ConfigError::new(flag, "must be greater than 0"));
@@ -351,18 +365,10 @@ impl Flags {
             }
             token => token.map(ApiToken),
         };
-        let max_connections = match self.max_connections {
-            n @ 1..=1_000_000 => n,
-            n => {
-                return Err(ConfigError::new("max-connections", format!("{n} is not between 1 and 1000000")))
-            }
-        };
+        let max_connections = within("max-connections", self.max_connections, 1..=1_000_000)?;
         let tmp_size_bytes = positive("tmp-size-mib", self.tmp_size_mib)? * MIB;
         let max_file_size_bytes = positive("max-file-size-mib", self.max_file_size_mib)? * MIB;
-        let max_files = match self.max_files {
-            n @ 0..=1000 => n,
-            n => return Err(ConfigError::new("max-files", format!("{n} is more than 1000"))),
-        };
+        let max_files = within("max-files", self.max_files, 0..=1000)?;
         // The runner writes the files into the run's /tmp under the run's own
         // RLIMIT_FSIZE: a cap over either would fail inside the run instead of
         // with a clear 400.
@@ -372,10 +378,7 @@ impl Flags {
                 "must not exceed --tmp-size-mib nor --max-file-size-mib (the files must fit the run's /tmp)",
             ));
         }
-        let max_figures = match self.max_figures {
-            n @ 0..=64 => n,
-            n => return Err(ConfigError::new("max-figures", format!("{n} is more than 64"))),
-        };
+        let max_figures = within("max-figures", self.max_figures, 0..=64)?;
         let max_figures_bytes = positive("max-figures-bytes", self.max_figures_bytes)?;
         // A frame carries either a run request (script and input files, both
         // decoded from one body, so bounded by it) or a result with both
@@ -426,15 +429,7 @@ impl Flags {
                 max_processes: positive("max-processes", self.max_processes)?,
                 max_open_files: positive("max-open-files", self.max_open_files)?.max(16),
                 max_file_size_bytes,
-                spares: match self.spares_per_worker {
-                    n @ 1..=8 => n,
-                    n => {
-                        return Err(ConfigError::new(
-                            "spares-per-worker",
-                            format!("{n} is not between 1 and 8"),
-                        ))
-                    }
-                },
+                spares: within("spares-per-worker", self.spares_per_worker, 1..=8)?,
                 uid: match self.sandbox_uid {
                     0 => return Err(ConfigError::new("sandbox-uid", "must not be 0 (root)")),
                     uid => uid,
