@@ -1,5 +1,5 @@
 //! A connection whose writes may not stall longer than a limit
-//! (`--write-timeout-secs`): a client that stops reading its answer gets
+//! (`--write-stall-timeout-secs`): a client that stops reading its answer gets
 //! the connection closed.
 //!
 //! SECURITY: without it, a client that sends requests with large answers

@@ -79,7 +79,7 @@ BUCKETS = {
     "pyexec_run_duration_seconds": LATENCY_BUCKETS,
     "pyexec_worker_start_duration_seconds": START_BUCKETS,
 }
-# ../shared/CONTRACT.md, error kinds
+# docs/contract.md, error kinds
 KINDS = {
     "ok",
     "invalid_json",
