@@ -1,5 +1,5 @@
-//! The curl examples of the implementations pyexec supersedes
-//! (`shared/seeds/`): the same requests give the answers their users expect.
+//! The curl examples from the READMEs of the Flask + nsjail services pyexec
+//! supersedes: the same requests give the answers their users expect.
 
 mod common;
 
