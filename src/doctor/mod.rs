@@ -119,14 +119,13 @@ pub fn run_checks(config: &Config) -> Vec<Check> {
     checks.extend([nsjail, venv, sandbox::seccomp(&config.sandbox)]);
     checks.push(match &plan {
         Ok(plan) if can_jail => sandbox::jail(&config.sandbox, plan),
-        Ok(_) => Check::warn(
+        // Still try the jail, without a cgroup, to report what else is wrong.
+        Err(_) if can_jail => sandbox::jail(&config.sandbox, &CgroupPlan::Off),
+        _ => Check::warn(
             "jail",
             "not tried: nsjail or the sandbox venv is missing",
             "fix the nsjail and venv checks above",
         ),
-        Err(_) => {
-            Check::warn("jail", "not tried: the cgroup mode cannot be used", "fix the cgroup check above")
-        }
     });
     let sizing = Sizing::embedded();
     checks.push(sizing::tmp(config));
