@@ -219,7 +219,7 @@ def exercise(a, pod: Pod, manifest: Path, out: str, t_play: float, play_secs: fl
 
     # ---- doctor in the pod (what a platform engineer runs before going live)
     done = subprocess.run(
-        ["podman", "exec", pod.ctr, "pyexec", "doctor", "--json"], capture_output=True, text=True, timeout=300
+        ["podman", "exec", pod.ctr, "pyexec", "doctor", "--json"], capture_output=True, text=True, timeout=300, check=False
     )
     try:
         report = json.loads(done.stdout)
@@ -247,7 +247,9 @@ def exercise(a, pod: Pod, manifest: Path, out: str, t_play: float, play_secs: fl
         alive and len(busy) == 2 and all(r[0] == 200 for r in busy),
         f"{status} {busy}",
     )
-    hc_run = subprocess.run(["podman", "healthcheck", "run", pod.ctr], capture_output=True, text=True, timeout=60)
+    hc_run = subprocess.run(
+        ["podman", "healthcheck", "run", pod.ctr], capture_output=True, text=True, timeout=60, check=False
+    )
     print(f"     podman's own healthcheck from livenessProbe: exit {hc_run.returncode} {hc_run.stdout.strip()} {hc_run.stderr.strip()[:200]}")
     live = pod.probe("livenessProbe")
     podman("kill", "--signal", "STOP", pod.ctr)
@@ -287,7 +289,7 @@ def exercise(a, pod: Pod, manifest: Path, out: str, t_play: float, play_secs: fl
     time.sleep(1)
     t_delete = time.time()
     # kubelet: run preStop (it counts against the grace period) ...
-    subprocess.run(["podman", "exec", pod.ctr, *pre_stop], capture_output=True, timeout=grace)
+    subprocess.run(["podman", "exec", pod.ctr, *pre_stop], capture_output=True, timeout=grace, check=False)
     ready_during_prestop = pod.probe_once("readinessProbe")[0]
     left = max(1, int(grace - (time.time() - t_delete)))
     # ... then SIGTERM (the image's STOPSIGNAL) and SIGKILL after what is left.
@@ -301,7 +303,7 @@ def exercise(a, pod: Pod, manifest: Path, out: str, t_play: float, play_secs: fl
     stopper.join(grace + 30)
     runner.join(grace)
     delete_secs = time.time() - t_delete
-    st, body, el = answer.get("r", (0, "no answer", 0.0))
+    st, body, _ = answer.get("r", (0, "no answer", 0.0))
     code = podman("inspect", "--format", "{{.State.ExitCode}}", pod.ctr, check_rc=False).strip()
     check(
         f"delete during a {run_secs} s run (preStop {' '.join(pre_stop)}, then SIGTERM): the run is answered 200",
