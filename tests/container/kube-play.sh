@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Starts the rendered GKE Deployment (deploy/overlays/gke, rendered by
 # render_kustomize.py) with `podman kube play`, unchanged, on the image
-# build-and-run.sh builds (tagged with the Deployment's image name), and
+# build-and-run.sh builds (set as the image, as `images:` would), and
 # plays the kubelet's part from the host: startup, readiness and liveness
 # probes on the pod IP as the manifest defines them, `pyexec doctor` in the
 # pod, and the deletion sequence (preStop, SIGTERM, the grace period)

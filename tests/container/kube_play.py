@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Runs the rendered GKE Deployment with `podman kube play` and checks it.
 
-podman creates the pod from the Deployment's pod spec as rendered (nothing
-edited: the test image is tagged with the Deployment's image name). podman
+podman creates the pod from the Deployment's pod spec as rendered, with
+one change, the one a user makes: the image (the overlay's is a
+placeholder). podman
 has no kubelet, so this script plays its part from the host, with the
 manifest's own probe definitions, against the pod IP (as the kubelet
 probes):
@@ -119,10 +120,13 @@ def main() -> int:
     docs = render(Path(a.overlay))
     deployment = next(d for d in docs if d["kind"] == "Deployment")
     pod = Pod(deployment)
-    target_image = pod.container["image"]
+    # The one change a user makes too (deploy/README.md, Apply, step 2): the
+    # overlay's image is a placeholder (PROJECT_ID is not even a valid
+    # reference); point it at the image built here, as `images:` would.
+    target_image = a.image
+    pod.container["image"] = target_image
     grace = int(pod.spec["terminationGracePeriodSeconds"])
     pre_stop = pod.container["lifecycle"]["preStop"]["exec"]["command"]
-    podman("tag", a.image, target_image)
     work = Path(tempfile.mkdtemp(prefix="pyexec-kube-"))
     manifest = work / "deployment.yaml"
     manifest.write_text(yaml.safe_dump(deployment, sort_keys=False))
@@ -135,7 +139,6 @@ def main() -> int:
         return exercise(a, pod, manifest, out, t_play, play_secs, grace, pre_stop, target_image)
     finally:
         podman("kube", "down", str(manifest), check_rc=False)
-        podman("rmi", target_image, check_rc=False)
 
 
 def exercise(a, pod: Pod, manifest: Path, out: str, t_play: float, play_secs: float, grace: int, pre_stop, target_image) -> int:

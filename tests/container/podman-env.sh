@@ -1,6 +1,7 @@
 # Sourced by build-and-run.sh and kube-play.sh: podman without a Docker
 # engine and without touching /etc (see build-and-run.sh's header).
-#   - podman + runc + debootstrap from Debian, installed here if missing;
+#   - podman + runc + debootstrap (+ catatonit for pods) from Debian,
+#     installed here if missing;
 #   - podman's config lives in $cache (PYEXEC_PODMAN_CACHE, default
 #     /var/cache/pyexec-podman) and is passed with CONTAINERS_CONF,
 #     CONTAINERS_STORAGE_CONF and CONTAINERS_REGISTRIES_CONF: runtime runc
@@ -12,6 +13,9 @@ need=()
 command -v podman >/dev/null || need+=(podman)
 command -v runc >/dev/null || need+=(runc)
 command -v debootstrap >/dev/null || need+=(debootstrap)
+# The pod's infra (pause) container of `podman kube play` is built locally
+# from catatonit: there is no registry to pull k8s.gcr.io/pause from.
+command -v catatonit >/dev/null || [ -x /usr/libexec/podman/catatonit ] || need+=(catatonit)
 if [ ${#need[@]} -gt 0 ]; then
   log "apt-get install ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
