@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
 import subprocess
 import sys
 import tempfile
@@ -73,6 +74,12 @@ def http(url: str, body: dict | None = None, timeout: float = 30) -> tuple[int, 
         return status, json.loads(raw), elapsed
     except ValueError:
         return status, raw.decode("utf-8", "replace"), elapsed
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def port_of(container: dict, port: object) -> int:
@@ -127,6 +134,13 @@ def main() -> int:
     pod.container["image"] = target_image
     grace = int(pod.spec["terminationGracePeriodSeconds"])
     pre_stop = pod.container["lifecycle"]["preStop"]["exec"]["command"]
+    # podman 4.3 publishes every containerPort on the host (hostPort
+    # defaults to containerPort, on all interfaces), which Kubernetes never
+    # does: pin it to loopback and a free port so the test takes no fixed
+    # port of this machine. Probes and traffic go to the pod IP anyway.
+    for port in pod.container.get("ports", []):
+        port["hostIP"] = "127.0.0.1"
+        port["hostPort"] = free_port()
     work = Path(tempfile.mkdtemp(prefix="pyexec-kube-"))
     manifest = work / "deployment.yaml"
     manifest.write_text(yaml.safe_dump(deployment, sort_keys=False))
@@ -151,7 +165,8 @@ def exercise(a, pod: Pod, manifest: Path, out: str, t_play: float, play_secs: fl
     info = info[0] if isinstance(info, list) else info
     pod.ctr = f"{pod.name}-{pod.container['name']}"
     infra = info["InfraContainerID"]
-    pod.ip = podman("inspect", "--format", "{{.NetworkSettings.IPAddress}}", infra).strip()
+    networks = json.loads(podman("inspect", "--format", "{{json .NetworkSettings.Networks}}", infra))
+    pod.ip = next((n["IPAddress"] for n in networks.values() if n.get("IPAddress")), "")
     ctr = json.loads(podman("inspect", pod.ctr))[0]
     env = dict(e.split("=", 1) for e in ctr["Config"]["Env"])
 
