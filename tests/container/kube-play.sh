@@ -37,4 +37,4 @@ if ! podman image exists "$image"; then
   log "$image is missing: tests/container/build-and-run.sh --build-only"
   "$here/build-and-run.sh" --build-only || fail_early "cannot build $image"
 fi
-exec python3 "$here/kube_play.py" --image "$image" --overlay "$root/deploy/overlays/gke"
+exec python3 -u "$here/kube_play.py" --image "$image" --overlay "$root/deploy/overlays/gke"

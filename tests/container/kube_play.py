@@ -310,8 +310,12 @@ def exercise(a, pod: Pod, manifest: Path, out: str, t_play: float, play_secs: fl
     subprocess.run(["podman", "exec", pod.ctr, *pre_stop], capture_output=True, timeout=grace, check=False)
     ready_during_prestop = pod.probe_once("readinessProbe")[0]
     left = max(1, int(grace - (time.time() - t_delete)))
-    # ... then SIGTERM (the image's STOPSIGNAL) and SIGKILL after what is left.
-    stopper = threading.Thread(target=lambda: podman("pod", "stop", "-t", str(left), pod.name, timeout=grace + 30))
+    # ... then SIGTERM (the image's STOPSIGNAL) and SIGKILL after what is
+    # left, to the container first: the kubelet keeps the pod's sandbox (its
+    # network) until the containers are gone, while `podman pod stop` stops
+    # the infra container alongside and tears the network down under the
+    # in-flight answer (seen: the run finished, its answer never arrived).
+    stopper = threading.Thread(target=lambda: podman("stop", "-t", str(left), pod.ctr, timeout=grace + 30))
     stopper.start()
     time.sleep(0.5)
     draining_probes = []
@@ -320,6 +324,7 @@ def exercise(a, pod: Pod, manifest: Path, out: str, t_play: float, play_secs: fl
         time.sleep(0.2)
     stopper.join(grace + 30)
     runner.join(grace)
+    podman("pod", "stop", "-t", "5", pod.name, check_rc=False)
     delete_secs = time.time() - t_delete
     st, body, _ = answer.get("r", (0, "no answer", 0.0))
     code = podman("inspect", "--format", "{{.State.ExitCode}}", pod.ctr, check_rc=False).strip()
