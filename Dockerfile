@@ -4,7 +4,10 @@
 #   docker run --privileged -p 8080:8080 pyexec   # --privileged: nsjail creates namespaces
 #
 # Stages:
-#   binary-build     Rust toolchain image; `cargo build --release --locked`.
+#   binary-build     Rust toolchain image; `cargo build --release --locked`
+#                    from Cargo.toml, Cargo.lock, src/ and the two files the
+#                    crate embeds (docs/openapi.json, deploy/sizing.json).
+#                    CI builds this stage (tests/container/build-and-run.sh).
 #   binary-prebuilt  takes an already built target/release/pyexec from the
 #                    build context instead (CI builds it once on the host for
 #                    its own tests; tests/container/build-and-run.sh passes
@@ -30,10 +33,19 @@ ARG PYEXEC_BINARY=build
 # ---------------------------------------------------------------------------
 FROM docker.io/library/rust:1.95-slim-bookworm AS binary-build
 WORKDIR /src
-# Everything the crate's build reads (add build.rs or other inputs here).
+# Everything the crate's build reads (add build.rs or other inputs here, and
+# un-ignore them in .dockerignore): include_str! embeds the OpenAPI spec
+# (served at /openapi.json) and the sizing constants (`pyexec doctor`).
 COPY Cargo.toml Cargo.lock ./
+COPY docs/openapi.json ./docs/openapi.json
+COPY deploy/sizing.json ./deploy/sizing.json
 COPY src ./src
-RUN cargo build --release --locked \
+# The cache mounts keep crates.io downloads and compiled dependencies between
+# builds on one machine (a rebuild after a change to src/ compiles only the
+# crate); the binary is copied out of the cached target/ into the layer.
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked \
  && install -m 0755 target/release/pyexec /pyexec
 
 # ---------------------------------------------------------------------------

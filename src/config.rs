@@ -43,7 +43,8 @@ pub enum LogFormat {
     about = "Runs untrusted Python scripts over HTTP in warm nsjail sandboxes",
     after_help = "Commands:\n  \
                   serve   serve HTTP with the options above (the default: `pyexec [OPTIONS]` does the same)\n  \
-                  run     run a script on a pyexec service and print its output (see `pyexec run --help`)"
+                  run     run a script on a pyexec service and print its output (see `pyexec run --help`)\n  \
+                  doctor  check this node or pod before going live, with these options (see `pyexec doctor --help`)"
 )]
 pub struct Flags {
     /// Address to serve HTTP on.

@@ -20,12 +20,16 @@
 //! - [`metrics`]: the Prometheus metrics on the service's own registry.
 //! - [`cli`]: `pyexec run`, a client of the HTTP API; it imports nothing of
 //!   the server above and nothing above imports it.
+//! - [`doctor`]: `pyexec doctor`, the self-check before going live; it reads
+//!   [`config`] and the worker's public API (cgroup detection, the nsjail
+//!   argv) and serves nothing. Nothing else imports it.
 //!
 //! The Python side (the zygote and the per-run isolation) lives in `worker/`
 //! at the repository root; `docs/internals.md` describes both halves.
 
 pub mod cli;
 pub mod config;
+pub mod doctor;
 pub mod executor;
 pub mod http;
 pub mod metrics;

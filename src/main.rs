@@ -2,7 +2,8 @@
 //!
 //! `pyexec [serve] [FLAGS]` serves (the word `serve` is optional, so every
 //! existing invocation keeps working); `pyexec run SCRIPT ...` is the
-//! command-line client in [`pyexec::cli`].
+//! command-line client in [`pyexec::cli`]; `pyexec doctor [FLAGS]` is the
+//! self-check in [`pyexec::doctor`].
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -26,9 +27,10 @@ const EX_UNAVAILABLE: u8 = 69;
 fn main() -> ExitCode {
     let mut args: Vec<OsString> = std::env::args_os().collect();
     // The server's flags have no positional argument, so a first argument
-    // `run` or `serve` cannot be a value that used to mean something else.
+    // `run`, `doctor` or `serve` cannot be a value that used to mean something else.
     match args.get(1).and_then(|arg| arg.to_str()) {
         Some("run") => return pyexec::cli::main(args.into_iter().skip(1)),
+        Some("doctor") => return pyexec::doctor::main(args.into_iter().skip(1)),
         Some("serve") => {
             args.splice(0..2, [OsString::from("pyexec serve")]);
         }

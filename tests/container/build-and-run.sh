@@ -1,34 +1,38 @@
 #!/usr/bin/env bash
 # Builds the project's own Dockerfile with podman (no Docker engine needed),
-# runs the image --privileged on a loopback port and sends it the seed
-# examples plus timeout / memory-limit / isolation cases.
+# the default way, from source: `podman build --target binary-build` (the
+# Rust stage compiles the crate from exactly what its COPY lines and
+# .dockerignore give it), then the whole image. Runs the image --privileged
+# on a loopback port, sends it the seed examples plus timeout / memory-limit /
+# isolation cases, and runs `pyexec doctor` in the image (privileged: must
+# pass; unprivileged: must fail).
 #
-#   tests/container/build-and-run.sh [target/release/pyexec]  # build + run + check
-#   tests/container/build-and-run.sh --base-only  # only create the base image
+#   tests/container/build-and-run.sh              # from source + run + check (CI)
+#   tests/container/build-and-run.sh --prebuilt [target/release/pyexec]
+#       copy the host-built binary instead (PYEXEC_BINARY=prebuilt; no
+#       compile in the container)
+#   tests/container/build-and-run.sh --build-only # build the image, run nothing
+#   tests/container/build-and-run.sh --base-only  # only create the base images
 #   tests/container/build-and-run.sh --keep       # leave the container running
-#   tests/container/build-and-run.sh --from-source
-#       build the default way (PYEXEC_BINARY=build: cargo in the Dockerfile's
-#       Rust stage). The Rust image cannot be pulled here, so a stand-in with
-#       that tag is made from debian + the host's own rustc/cargo (slow: a
-#       full release compile in the container; not part of CI).
 #
-# How it works on a machine without Docker (see ../../../shared/SANDBOX-FACTS.md):
-#   - podman + runc + debootstrap from Debian (installed here if missing);
-#   - podman's config lives in $PYEXEC_PODMAN_CACHE (default
-#     /var/cache/pyexec-podman) and is passed with CONTAINERS_CONF,
-#     CONTAINERS_STORAGE_CONF and CONTAINERS_REGISTRIES_CONF, so /etc is not
-#     touched: runtime runc (crun fails on a hybrid cgroup v1 layout),
-#     cgroup_manager cgroupfs, capped default_ulimits;
+# How it works on a machine without Docker (see docs/deployment.md):
+#   - podman + runc + debootstrap from Debian, podman's config passed by
+#     environment so /etc is not touched (podman-env.sh);
 #   - the Dockerfile's Debian base image (FROM debian:...) is made locally with
 #     `debootstrap --variant=minbase` and `podman import`, tagged with the
 #     exact name the Dockerfile uses, and the build runs with --pull=never.
 #     The rootfs tarball is cached, so reruns skip debootstrap;
+#   - the Rust stage's FROM image (rust:...-slim-bookworm) is made the same
+#     way: that rootfs plus gcc/libc6-dev and the host's own rustup toolchain
+#     (same rustc version as the tag), tagged with the FROM name. Cached and
+#     rebuilt when the host toolchain changes;
 #   - the registries are reached through a proxy with its own CA: the host's
 #     CA bundle (and a pip.conf pointing at it) is copied into the base rootfs
-#     so pip works during the build. The Dockerfile itself stays generic;
-#   - the Rust binary built on the host (target/release/pyexec) goes in with
-#     --build-arg PYEXEC_BINARY=prebuilt, so CI does not compile twice (a
-#     plain `docker build .` compiles it in the Dockerfile's Rust stage).
+#     so pip and cargo work during the build. The Dockerfile itself stays
+#     generic;
+#   - the Rust stage's cache mounts (crates, target/) and podman's layer cache
+#     persist under the cache directory and /var/tmp between runs on one
+#     machine, so a rerun after a change to src/ compiles only the crate.
 #
 # Talks to 127.0.0.1 only. Final line: `container: N passed, M failed`.
 set -euo pipefail
@@ -40,16 +44,20 @@ image=${PYEXEC_IMAGE:-localhost/pyexec:test}
 workers=${PYEXEC_CONTAINER_WORKERS:-2}
 keep=false
 base_only=false
-from_source=false
+build_only=false
+from_source=true
 for arg in "$@"; do
   case "$arg" in
     --keep) keep=true ;;
     --base-only) base_only=true ;;
+    --build-only) build_only=true ;;
+    --prebuilt) from_source=false ;;
     --from-source) from_source=true ;;
     -*) echo "build-and-run.sh: unknown argument $arg" >&2; exit 64 ;;
     *)
-      # The host-built binary (scripts/test.sh passes it): the Dockerfile's
-      # prebuilt stage copies target/release/pyexec from the build context.
+      # The host-built binary: the Dockerfile's prebuilt stage copies
+      # target/release/pyexec from the build context.
+      from_source=false
       if [ "$(realpath "$arg")" != "$(realpath -m "$root/target/release/pyexec")" ]; then
         echo "build-and-run.sh: the binary must be $root/target/release/pyexec (got $arg)" >&2
         exit 64
@@ -64,53 +72,9 @@ fail_early() {
   exit 1
 }
 
-# ---------------------------------------------------------------- tools
-need=()
-command -v podman >/dev/null || need+=(podman)
-command -v runc >/dev/null || need+=(runc)
-command -v debootstrap >/dev/null || need+=(debootstrap)
-if [ ${#need[@]} -gt 0 ]; then
-  log "apt-get install ${need[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${need[@]}" uidmap >/dev/null \
-    || fail_early "cannot install ${need[*]}"
-fi
-
-# ---------------------------------------------------------------- podman config
-umask 022
-# Run state (locks, container state) per storage dir, so two caches never mix.
-runroot=/run/pyexec-podman/$(printf %s "$cache" | md5sum | cut -c1-12)
-mkdir -p "$cache/conf" "$cache/storage" "$runroot"
-# podman's default ulimits (1048576 open files) are above this machine's hard
-# limits, which runc then fails to set: cap them at what the host allows.
-cap() { local h; h=$(ulimit -H "$1"); [ "$h" = unlimited ] && h=$2; [ "$h" -gt "$2" ] && h=$2; echo "$h"; }
-nofile=$(cap -n 65536)
-nproc=$(cap -u 32768)  # above ~pid_max runc is refused here
-cat >"$cache/conf/containers.conf" <<EOF
-[containers]
-default_ulimits = ["nofile=$nofile:$nofile", "nproc=$nproc:$nproc"]
-log_driver = "k8s-file"
-
-[engine]
-runtime = "runc"
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-tmp_dir = "$runroot/libpod"
-EOF
-cat >"$cache/conf/storage.conf" <<EOF
-[storage]
-driver = "overlay"
-graphroot = "$cache/storage"
-runroot = "$runroot"
-EOF
-cat >"$cache/conf/registries.conf" <<'EOF'
-unqualified-search-registries = ["docker.io"]
-short-name-mode = "permissive"
-EOF
-export CONTAINERS_CONF="$cache/conf/containers.conf"
-export CONTAINERS_STORAGE_CONF="$cache/conf/storage.conf"
-export CONTAINERS_REGISTRIES_CONF="$cache/conf/registries.conf"
+# ---------------------------------------------------------------- tools, podman config
+# shellcheck source=podman-env.sh
+. "$here/podman-env.sh"
 
 # ---------------------------------------------------------------- base image
 # Every `FROM debian:...` of the Dockerfile names the image we make here.
@@ -186,21 +150,26 @@ for tag in "${base_tags[@]}"; do
     "$rootfs_tar" "$full" >/dev/null \
     || fail_early "podman import failed"
 done
-if $base_only; then
-  log "base image(s) ready: ${base_tags[*]}"
-  exit 0
-fi
-
 # ---------------------------------------------------------------- rust stand-in
+# The Rust stage's FROM image cannot be pulled here: make one with that tag
+# from the debootstrap rootfs plus the host's toolchain, laid out like the
+# official image (CARGO_HOME=/usr/local/cargo, cargo and rustc on PATH).
 make_rust_standin() {
-  local tag full ctx toolchain
+  local tag full ctx toolchain version want
   tag=$(sed -nE 's/^FROM[[:space:]]+([^[:space:]]*rust:[^[:space:]]+)[[:space:]]+AS[[:space:]]+binary-build.*/\1/p' "$root/Dockerfile")
   [ -n "$tag" ] || fail_early "no Rust stage (FROM ...rust:... AS binary-build) in Dockerfile"
   case "$tag" in */*) full=$tag ;; *) full="docker.io/library/$tag" ;; esac
-  if podman image exists "$full"; then return; fi
-  toolchain=$(rustc --print sysroot) || fail_early "--from-source needs a host Rust toolchain"
+  toolchain=$(cd "$root" && rustc --print sysroot) || fail_early "building from source needs a host Rust toolchain (rustup)"
+  version=$(cd "$root" && rustc --version)
+  # The tag names a Rust version; the stand-in must be that version.
+  want=$(printf %s "$tag" | sed -nE 's/.*rust:([0-9]+\.[0-9]+).*/\1/p')
+  case "$version" in "rustc $want."*) ;; *) fail_early "$full wants Rust $want, the host has $version" ;; esac
+  if podman image exists "$full" \
+    && [ "$(podman image inspect --format '{{index .Labels "pyexec.toolchain"}}' "$full" 2>/dev/null)" = "$version r$rootfs_rev" ]; then
+    return
+  fi
   ctx=$(mktemp -d "$cache/rust-standin.XXXXXX")
-  log "making a stand-in for $full from $toolchain"
+  log "making $full from ${base_tags[0]} + $toolchain ($version)"
   mkdir -p "$ctx/rust/lib/rustlib"
   cp -a "$toolchain/bin" "$ctx/rust/"
   cp -a "$toolchain"/lib/*.so* "$ctx/rust/lib/" 2>/dev/null || true
@@ -210,22 +179,43 @@ make_rust_standin() {
     echo "FROM ${base_tags[0]}"
     echo 'RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*'
     echo 'COPY rust /usr/local/rust'
-    echo 'ENV PATH=/usr/local/rust/bin:$PATH CARGO_HOME=/usr/local/cargo CARGO_HTTP_CAINFO=/etc/ssl/build-host-ca.pem'
+    echo 'ENV PATH=/usr/local/cargo/bin:/usr/local/rust/bin:$PATH CARGO_HOME=/usr/local/cargo CARGO_HTTP_CAINFO=/etc/ssl/build-host-ca.pem'
+    echo 'RUN mkdir -p /usr/local/cargo && cargo --version && rustc --version'
+    echo "LABEL pyexec.toolchain=\"$version r$rootfs_rev\""
   } >"$ctx/Containerfile"
   if ! podman build --pull=never -t "$full" -f "$ctx/Containerfile" "$ctx" >"$cache/rust-standin.log" 2>&1; then
     tail -20 "$cache/rust-standin.log" >&2
     rm -rf "$ctx"
-    fail_early "stand-in Rust image failed"
+    fail_early "stand-in Rust image failed (log: $cache/rust-standin.log)"
   fi
   rm -rf "$ctx"
 }
+
+if $base_only; then
+  if $from_source; then make_rust_standin; fi
+  log "base image(s) ready: ${base_tags[*]}"
+  exit 0
+fi
 
 # ---------------------------------------------------------------- build
 [ -f "$root/worker/zygote.py" ] && [ -d "$root/worker/pyexec_worker" ] \
   || fail_early "worker/zygote.py and worker/pyexec_worker/ are needed in the build context"
 if $from_source; then
+  standin_start=$(date +%s)
   make_rust_standin
+  log "Rust stand-in ready in $(( $(date +%s) - standin_start ))s"
   binary_mode=build
+  # The Rust stage alone first: it is what `docker build .` compiles, from
+  # nothing but what its COPY lines and .dockerignore let in.
+  log "podman build --target binary-build (cargo build --release in the Rust stage)"
+  compile_start=$(date +%s)
+  if ! podman build --pull=never --layers --target binary-build \
+      -t localhost/pyexec-binary-build:test -f "$root/Dockerfile" "$root" >"$cache/build-binary.log" 2>&1; then
+    tail -40 "$cache/build-binary.log" >&2
+    fail_early "the Dockerfile's Rust stage does not compile (log: $cache/build-binary.log)"
+  fi
+  compile_secs=$(( $(date +%s) - compile_start ))
+  log "Rust stage built in ${compile_secs}s"
 else
   binary_mode=prebuilt
   if [ ! -x "$root/target/release/pyexec" ]; then
@@ -246,6 +236,9 @@ build_secs=$(( $(date +%s) - build_start ))
 podman image prune -f --filter until=168h >/dev/null 2>&1 || true
 size_bytes=$(podman image inspect --format '{{.Size}}' "$image")
 log "built $image in ${build_secs}s"
+if $build_only; then
+  exit 0
+fi
 
 # ---------------------------------------------------------------- run
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -281,6 +274,9 @@ python3 "$here/smoke.py" \
   --image-size "$size_bytes" \
   --build-secs "$build_secs"
 rc=$?
+# `pyexec doctor` in the image, as a platform engineer runs it in a pod:
+# privileged it must pass, unprivileged it must fail and say why.
+python3 "$here/doctor_in_container.py" --image "$image" --workers "$workers" || rc=1
 set -e
 if [ $rc -ne 0 ]; then
   log "container logs (last 40 lines):"
@@ -288,5 +284,8 @@ if [ $rc -ne 0 ]; then
 fi
 if $keep; then
   log "container $name left running on http://127.0.0.1:$port"
+fi
+if $from_source; then
+  log "compile in the Rust stage: ${compile_secs}s; whole image: ${build_secs}s (PYEXEC_BINARY=build)"
 fi
 exit $rc

@@ -12,6 +12,7 @@ Final line: `manifests: N passed, M failed`.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import subprocess
 import sys
@@ -37,10 +38,10 @@ BUILTIN_GROUPS = {
 }
 RENDERS = ["base", "overlays/gke", "overlays/prometheus-operator"]
 POD_LABELS = {"app.kubernetes.io/name": "pyexec", "app.kubernetes.io/component": "api"}
-# Measured idle worker (nsjail, zygote with numpy+pandas, plain fork server
-# and two spares that pre-walked pandas, plotting fork server with matplotlib
-# and one spare): ~136 MiB PSS (bench --quick).
-WORKER_MIB, SERVICE_MIB, TMP_MIB = 136, 32, 64
+# The measured constants of the sizing formula live in deploy/sizing.json
+# (also embedded in `pyexec doctor`); 64 is --tmp-size-mib's default.
+_SIZING = json.loads((DEPLOY / "sizing.json").read_text())
+WORKER_MIB, SERVICE_MIB, TMP_MIB = _SIZING["worker_idle_mib"], _SIZING["service_mib"], 64
 
 
 def mib(q: str) -> float:
