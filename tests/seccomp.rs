@@ -1,6 +1,6 @@
-//! The seccomp filters, end to end: the per-run deny-list
-//! (`worker/pyexec_worker/seccomp.py`) and the jail-wide Kafel policy
-//! (`src/worker/nsjail.rs`), in the real service. A refused call is an
+//! The seccomp filters, end to end: the per-run deny-list and the
+//! jail-wide Kafel policy, both from `src/worker/seccomp_policy.rs`, in the
+//! real service. A refused call is an
 //! error the script sees (a normal 200 answer), never a dead worker.
 
 mod common;
@@ -159,10 +159,10 @@ async fn a_refused_call_is_an_ordinary_python_error() {
     still_healthy(&service).await;
 }
 
-/// Without a syscall table for the machine the run filter cannot be built:
-/// the first spare fails and the service refuses to start (exit 69); it
-/// never serves a script unfiltered. The unknown machine is simulated by
-/// emptying the table in a copy of the worker code.
+/// On a machine without a run filter the first spare fails and the service
+/// refuses to start (exit 69); it never serves a script unfiltered. The
+/// unknown machine is simulated by emptying the worker's list of supported
+/// machines in a copy of the worker code.
 #[test]
 fn an_unknown_machine_keeps_the_service_from_starting() {
     let worker = worker_copy();
