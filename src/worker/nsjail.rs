@@ -213,6 +213,11 @@ mod tests {
         assert!(has_pair(tail, "--max-processes", "32"));
         assert!(has_pair(tail, "--max-open-files", "256"));
         assert!(has_pair(tail, "--spares", "2"));
+        let at = tail.iter().position(|a| a == "--seccomp-bpf").expect("has --seccomp-bpf");
+        let hex = &tail[at + 1];
+        let bytes = super::super::seccomp_policy::run_filter_bytes().expect("a run filter for this machine");
+        assert_eq!(hex.len(), bytes.len() * 2);
+        assert!(!bytes.is_empty() && hex.starts_with("20000000"), "starts with ld [arch]: {hex}");
     }
 
     #[test]
