@@ -13,7 +13,6 @@ from __future__ import annotations
 import concurrent.futures
 import ctypes
 import errno
-import functools
 import json
 import mmap
 import os
@@ -75,13 +74,9 @@ def _header_numbers(path: Path) -> dict[str, int]:
 NUMBERS = _header_numbers(HEADERS[MACHINE]) if MACHINE in HEADERS and HEADERS[MACHINE].exists() else {}
 
 
-@functools.cache
 def program() -> bytes:
     """The run filter exactly as the service passes it to the zygote."""
-    subprocess.run(["cargo", "build", "--quiet", "--bin", "pyexec"], cwd=REPO, check=True)
-    binary = REPO / "target" / "debug" / "pyexec"
-    out = subprocess.run([binary, "debug", "seccomp-bpf"], capture_output=True, text=True, check=True)
-    return bytes.fromhex(out.stdout.strip())
+    return bytes.fromhex(sandbox.run_filter_hex())
 
 
 @pytest.fixture(autouse=True)
