@@ -2,7 +2,8 @@
 
 The nsjail argv follows docs/internals.md exactly (minus the cgroup flags
 and the jail-wide seccomp policy, which tests/seccomp.rs covers through the
-real service).
+real service). The zygote's run filter (``--seccomp-bpf``) comes from the
+binary, as in production.
 """
 
 from __future__ import annotations
