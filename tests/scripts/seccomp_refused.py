@@ -3,7 +3,7 @@
 Used by tests/seccomp.rs. main() returns {"errno": {call: errno (0 if it
 succeeded)}, "unlisted": [refused names this script does not call],
 "status": the run's Seccomp lines}. The numbers are this script's own copy
-of the kernel's tables, independent of worker/pyexec_worker/syscalls.py.
+of the kernel's tables, independent of the policy in src/worker/seccomp_policy.rs (libc numbers).
 Every call gets arguments that would do nothing harmful even unfiltered.
 """
 
