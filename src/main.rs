@@ -27,16 +27,52 @@ const EX_UNAVAILABLE: u8 = 69;
 fn main() -> ExitCode {
     let mut args: Vec<OsString> = std::env::args_os().collect();
     // The server's flags have no positional argument, so a first argument
-    // `run`, `doctor` or `serve` cannot be a value that used to mean something else.
+    // `run`, `doctor`, `debug` or `serve` cannot be a value that used to mean something else.
     match args.get(1).and_then(|arg| arg.to_str()) {
         Some("run") => return pyexec::cli::main(args.into_iter().skip(1)),
         Some("doctor") => return pyexec::doctor::main(args.into_iter().skip(1)),
+        Some("debug") => return debug(args),
         Some("serve") => {
             args.splice(0..2, [OsString::from("pyexec serve")]);
         }
         _ => {}
     }
     serve(args)
+}
+
+/// Hidden `pyexec debug seccomp-bpf` (the run filter as hex) and
+/// `pyexec debug nsjail-argv [SERVER FLAGS]` (one worker's production argv,
+/// one argument per line, without cgroup flags): the sandbox tests take
+/// the boundary from the binary instead of keeping their own copy.
+fn debug(args: Vec<OsString>) -> ExitCode {
+    match args.get(2).and_then(|arg| arg.to_str()) {
+        Some("seccomp-bpf") => match pyexec::worker::seccomp_policy::run_filter_bytes() {
+            Ok(bytes) => {
+                println!("{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>());
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("pyexec: {error}");
+                ExitCode::from(EX_UNAVAILABLE)
+            }
+        },
+        Some("nsjail-argv") => {
+            let mut flags = vec![OsString::from("pyexec debug nsjail-argv")];
+            flags.extend(args.into_iter().skip(3));
+            let config = match parse_config(flags) {
+                Ok(config) => config,
+                Err(code) => return code,
+            };
+            for arg in pyexec::worker::nsjail::render(&config.sandbox, &CgroupPlan::Off) {
+                println!("{}", arg.to_string_lossy());
+            }
+            ExitCode::SUCCESS
+        }
+        _ => {
+            eprintln!("pyexec: usage: pyexec debug seccomp-bpf | pyexec debug nsjail-argv [SERVER FLAGS]");
+            ExitCode::from(EX_USAGE)
+        }
+    }
 }
 
 fn serve(args: Vec<OsString>) -> ExitCode {

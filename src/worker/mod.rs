@@ -7,6 +7,7 @@
 
 pub mod cgroup;
 pub mod nsjail;
+pub mod seccomp_policy;
 mod spawn;
 
 use std::path::PathBuf;

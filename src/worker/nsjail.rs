@@ -21,61 +21,17 @@ fn venv_root(python: &Path) -> &Path {
     python.parent().and_then(Path::parent).unwrap_or(Path::new("/"))
 }
 
-/// Syscalls no process of the jail needs, refused jail-wide with EPERM.
-///
-/// SECURITY: the subset of the per-run deny-list that the zygote itself
-/// never uses: access to other processes' memory, the kernel's big attack
-/// surfaces (BPF, perf, io_uring, userfaultfd, keyrings), host
-/// administration and open-by-handle. NOT mount, unshare, setns or clone
-/// with namespace flags: the zygote needs those to build each run's
-/// namespaces; the per-run filter refuses them once a run is set up.
-pub const JAIL_REFUSED_SYSCALLS: &[&str] = &[
-    "ptrace",
-    "process_vm_readv",
-    "process_vm_writev",
-    "process_madvise",
-    "pidfd_getfd",
-    "kcmp",
-    "bpf",
-    "perf_event_open",
-    "io_uring_setup",
-    "io_uring_enter",
-    "io_uring_register",
-    "userfaultfd",
-    "keyctl",
-    "add_key",
-    "request_key",
-    "kexec_load",
-    "kexec_file_load",
-    "reboot",
-    "init_module",
-    "finit_module",
-    "delete_module",
-    "acct",
-    "swapon",
-    "swapoff",
-    "quotactl",
-    "lookup_dcookie",
-    "fanotify_init",
-    "syslog",
-    "vhangup",
-    "open_by_handle_at",
-    "name_to_handle_at",
-];
-
-/// x86_64-only calls of the jail policy (Kafel rejects names the target
-/// architecture lacks, which would stop nsjail from starting).
-#[cfg(target_arch = "x86_64")]
-const JAIL_REFUSED_ARCH_SYSCALLS: &[&str] = &["modify_ldt", "uselib", "iopl", "ioperm"];
-#[cfg(not(target_arch = "x86_64"))]
-const JAIL_REFUSED_ARCH_SYSCALLS: &[&str] = &[];
-
-/// The Kafel policy text for `--seccomp_string`: `ERRNO(1)` (EPERM) for
-/// [`JAIL_REFUSED_SYSCALLS`], everything else allowed. Kafel itself kills a
-/// syscall made through another architecture's ABI.
+/// The Kafel policy text for `--seccomp_string`, generated from the one
+/// policy in [`super::seccomp_policy`].
 pub fn jail_seccomp_policy() -> String {
-    let names: Vec<&str> = JAIL_REFUSED_SYSCALLS.iter().chain(JAIL_REFUSED_ARCH_SYSCALLS).copied().collect();
-    format!("POLICY pyexec_jail {{ ERRNO(1) {{ {} }} }} USE pyexec_jail DEFAULT ALLOW", names.join(", "))
+    super::seccomp_policy::jail_kafel_policy()
+}
+
+/// The run filter as hex for the zygote's `--seccomp-bpf`; empty when this
+/// machine has none, which the zygote refuses (it never runs unfiltered).
+fn run_filter_hex() -> String {
+    let bytes = super::seccomp_policy::run_filter_bytes().unwrap_or_default();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The full argv (program first) that starts one worker.
@@ -104,7 +60,7 @@ pub fn render(cfg: &SandboxConfig, cgroup: &CgroupPlan) -> Vec<OsString> {
     push(&["--rlimit_as", "inf", "--rlimit_cpu", "inf", "--rlimit_fsize", "inf"]);
     push(&["--rlimit_nofile", "1024", "--rlimit_nproc", "soft", "--rlimit_stack", "soft"]);
     // SECURITY: a jail-wide seccomp policy (Kafel) under the per-run filter
-    // of worker/pyexec_worker/seccomp.py: the zygote and fork server, which
+    // (src/worker/seccomp_policy.rs, installed by the zygote): the zygote and fork server, which
     // never run user code, lose these calls too. Defense in depth only.
     let policy = jail_seccomp_policy();
     push(&["--seccomp_string", &policy]);
@@ -158,6 +114,10 @@ pub fn render(cfg: &SandboxConfig, cgroup: &CgroupPlan) -> Vec<OsString> {
         argv.push(flag.into());
         argv.push(value.to_string().into());
     }
+    // SECURITY: the run filter, compiled here from the one policy; each run
+    // init installs it before the runner exists (worker/pyexec_worker/seccomp.py).
+    argv.push("--seccomp-bpf".into());
+    argv.push(run_filter_hex().into());
     let mut full = vec![cfg.nsjail.clone().into_os_string()];
     full.extend(argv);
     full
@@ -253,6 +213,11 @@ mod tests {
         assert!(has_pair(tail, "--max-processes", "32"));
         assert!(has_pair(tail, "--max-open-files", "256"));
         assert!(has_pair(tail, "--spares", "2"));
+        let at = tail.iter().position(|a| a == "--seccomp-bpf").expect("has --seccomp-bpf");
+        let hex = &tail[at + 1];
+        let bytes = super::super::seccomp_policy::run_filter_bytes().expect("a run filter for this machine");
+        assert_eq!(hex.len(), bytes.len() * 2);
+        assert!(!bytes.is_empty() && hex.starts_with("20000000"), "starts with ld [arch]: {hex}");
     }
 
     #[test]

@@ -3,14 +3,13 @@
 Used by tests/seccomp.rs. main() returns {"errno": {call: errno (0 if it
 succeeded)}, "unlisted": [refused names this script does not call],
 "status": the run's Seccomp lines}. The numbers are this script's own copy
-of the kernel's tables, independent of worker/pyexec_worker/syscalls.py.
+of the kernel's tables, independent of the policy in src/worker/seccomp_policy.rs (libc numbers).
 Every call gets arguments that would do nothing harmful even unfiltered.
 """
 
 import ctypes
 import os
 import socket
-import sys
 
 X86_64 = {
     "ptrace": 101, "process_vm_readv": 310, "process_vm_writev": 311, "process_madvise": 440,
@@ -104,10 +103,6 @@ def main():
         number = getattr(socket, family)
         out[f"socket({family})"] = socket_errno(lambda f: [socket.socket(f, socket.SOCK_RAW)], number)
         out[f"socketpair({family})"] = socket_errno(lambda f: socket.socketpair(f, socket.SOCK_DGRAM), number)
-    sys.path.insert(0, "/pyexec/worker")
-    from pyexec_worker import seccomp  # noqa: PLC0415 (the path exists only inside the jail)
-
-    unlisted = sorted(set(seccomp.REFUSED) - set(out) - (seccomp.ARCH_SPECIFIC - set(table)))
     with open("/proc/self/status") as f:
         status = [line.strip() for line in f if line.startswith("Seccomp")]
-    return {"errno": out, "unlisted": unlisted, "status": status}
+    return {"errno": out, "status": status}

@@ -7,8 +7,8 @@ Layout (data flows one way, top to bottom):
                   run ever inherits memory that held an earlier run's data.
 - ``spare``       one pre-forked, isolated run: init (pid 1) + runner (pid 2).
 - ``isolation``   namespace, mount, rlimit and capability steps (via ``libc``).
-- ``seccomp``     the run's syscall deny-list as classic BPF (numbers in
-                  ``syscalls``), installed on the run init.
+- ``seccomp``     installs the run's syscall filter (BPF compiled by the
+                  service from src/worker/seccomp_policy.rs) on the run init.
 - ``runner``      inside the run: compile, exec, call ``main()``, report.
 - ``session``     zygote side of one run: hand-off, capture, deadline, verdict.
 - ``protocol``    supervisor <-> zygote frames (u32 BE length + msgpack).

@@ -26,6 +26,9 @@ class ZygoteConfig:
     # ~5 MiB (its pages are shared with the zygote until written), ~9 MiB
     # once it has walked pandas while idle (``idlewalk``).
     spares: int = 2
+    # The run's seccomp filter (packed struct sock_filter), compiled by the
+    # service from src/worker/seccomp_policy.rs; empty: none for this machine.
+    seccomp_bpf: bytes = b""
 
 
 def _positive(text: str) -> int:
@@ -45,6 +48,7 @@ def parse_args(argv: list[str]) -> ZygoteConfig:
     parser.add_argument("--max-open-files", type=_positive, required=True)
     parser.add_argument("--max-file-size-bytes", type=_positive, required=True)
     parser.add_argument("--spares", type=_positive, default=2)
+    parser.add_argument("--seccomp-bpf", type=bytes.fromhex, default=b"")
     try:
         ns = parser.parse_args(argv)
     except SystemExit as exc:

@@ -99,11 +99,11 @@ class ForkServer:
 
 def _serve(cfg: ZygoteConfig, sock: socket.socket) -> None:
     uid, gid = os.getuid(), os.getgid()
-    # Build the run's seccomp filter once, here, so every spare inherits it
-    # ready to install. On an unsupported machine the first spare's install
-    # raises the same error again and reports it.
+    # Put the run's seccomp filter in C memory once, here, so every spare
+    # inherits it ready to install. Without one the first spare's install
+    # raises and reports it.
     with contextlib.suppress(seccomp.SeccompError):
-        seccomp.prepared()
+        seccomp.prepare(cfg.seccomp_bpf)
     while True:
         if not sock.recv(16):
             return

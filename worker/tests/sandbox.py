@@ -2,11 +2,13 @@
 
 The nsjail argv follows docs/internals.md exactly (minus the cgroup flags
 and the jail-wide seccomp policy, which tests/seccomp.rs covers through the
-real service).
+real service). The zygote's run filter (``--seccomp-bpf``) comes from the
+binary, as in production.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import socket
@@ -52,6 +54,15 @@ def copy_worker() -> Path:
     return dest
 
 
+@functools.cache
+def run_filter_hex() -> str:
+    """The run's seccomp filter as the service passes it (``pyexec debug seccomp-bpf``)."""
+    repo = Path(__file__).resolve().parents[2]
+    subprocess.run(["cargo", "build", "--quiet", "--bin", "pyexec"], cwd=repo, check=True)
+    binary = repo / "target" / "debug" / "pyexec"
+    return subprocess.run([binary, "debug", "seccomp-bpf"], capture_output=True, text=True, check=True).stdout.strip()
+
+
 def nsjail_argv(worker_dir: Path, max_frame: int = MAX_FRAME, proc_rw: bool = True, **limits: int) -> list[str]:
     lim = {**LIMITS, **limits}
     venv = str(VENV)
@@ -67,7 +78,7 @@ def nsjail_argv(worker_dir: Path, max_frame: int = MAX_FRAME, proc_rw: bool = Tr
     for key, value in env.items():
         argv += ["-E", f"{key}={value}"]
     argv += ["--cwd", "/", "--", f"{venv}/bin/python3", "-E", "-s", "-B", "/pyexec/worker/zygote.py"]
-    argv += ["--control-fd", "3", "--max-frame-bytes", str(max_frame)]
+    argv += ["--control-fd", "3", "--max-frame-bytes", str(max_frame), "--seccomp-bpf", run_filter_hex()]
     for key, value in lim.items():
         argv += [f"--{key.replace('_', '-')}", str(value)]
     return argv
