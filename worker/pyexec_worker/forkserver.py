@@ -41,9 +41,7 @@ class ForkServer:
         self._sock = sock
 
     @classmethod
-    def start(
-        cls, cfg: ZygoteConfig, control: socket.socket, prepare: Callable[[], None] | None = None
-    ) -> ForkServer:
+    def start(cls, cfg: ZygoteConfig, control: socket.socket, prepare: Callable[[], None] | None = None) -> ForkServer:
         """Fork the server; in it, ``prepare`` runs first (no request seen yet)."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         sys.stdout.flush()

@@ -35,7 +35,7 @@ from collections import deque
 from collections.abc import Callable
 
 from .forkserver import ForkServer, ForkServerError
-from .session import Spare, SpareError
+from .session import Spare, SpareError, log_fault
 
 # Consecutive spares that may report a set-up *error* before the zygote gives
 # up (the sandbox cannot be built; a spare killed from outside does not count).
@@ -44,11 +44,6 @@ MAX_SPARE_FAILURES = 3
 FORK_SERVER_TIMEOUT_S = 3.0
 # A spare not ready this long after its ends arrived is hung.
 SPARE_SETUP_TIMEOUT_S = 10.0
-
-
-def log_fault(component: str, what: str) -> None:
-    """One line the supervisor counts (``component``: fork_server or spare)."""
-    print(f"pyexec zygote: fault {component}: {what}", file=sys.stderr, flush=True)
 
 
 class SparePool:

@@ -26,9 +26,9 @@ import pandas
 from . import figures, libc, protocol, session
 from .config import ZygoteConfig, parse_args
 from .forkserver import ForkServer, ForkServerError
-from .pools import SparePool, log_fault
+from .pools import SparePool
 from .protocol import FrameReader, Ping, ProtocolError, RunRequest, RunResult
-from .session import Spare, SpareError
+from .session import Spare, SpareError, log_fault
 from .warmup import warm_up
 
 SPARE_READY_TIMEOUT_S = 10.0

@@ -13,6 +13,7 @@ import contextlib
 import os
 import select
 import signal
+import sys
 import time
 from collections.abc import Callable
 
@@ -31,6 +32,16 @@ TEARDOWN_GRACE_S = 5.0
 # It is waiting in poll(2) for it: only a stopped (SIGSTOP) or dying runner
 # takes longer. Then no user code ran, and the request goes to another spare.
 START_TIMEOUT_S = 1.5
+
+
+def log_fault(component: str, what: str) -> None:
+    """One stderr line the supervisor counts in ``pyexec_worker_faults_total``.
+
+    ``component`` is ``fork_server`` or ``spare``: a fault of a process below
+    the zygote that the zygote absorbed (or, for a run init killed from
+    outside, answered ``worker_lost``).
+    """
+    print(f"pyexec zygote: fault {component}: {what}", file=sys.stderr, flush=True)
 
 
 class SpareError(Exception):
@@ -288,6 +299,8 @@ def run(spare: Spare, req: RunRequest, control_fd: int, on_control: Callable[[],
         message=message,
         req=req,
     )
+    if outcome == "worker_lost":
+        log_fault("spare", f"the run init (pid {spare.init_pid}) vanished during the run")
     run_usage, figures, figures_truncated = verdict.extras(message, outcome, req)
     if run_usage is None:
         run_usage = usage.from_exit(
