@@ -32,6 +32,7 @@ Writes a JSON summary to ``bench/results/tmp/faults.json`` (``--long``:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import random
@@ -142,7 +143,7 @@ def wait_full(service: Service, since: float, limit: float = 15.0) -> float:
     return float("inf")
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--binary", type=Path, default=ROOT / "target/release/pyexec")
     ap.add_argument("--duration", type=float, default=40.0, help="seconds of faults (default 40)")
@@ -156,41 +157,64 @@ def main() -> int:
     args = ap.parse_args()
     if args.long:
         args.duration = 600.0
-    out = args.out or ROOT / ("bench/results/faults-long.json" if args.long else "bench/results/tmp/faults.json")
+    return args
+
+
+def run_faults(service: Service, args: argparse.Namespace) -> list[dict]:
+    """Inject faults in rotation for ``args.duration``; each waits for recovery."""
     rng = random.Random(args.seed)
     plan = [(kind, action) for kind in KINDS for action in ("kill", "stop")]
+    faults: list[dict] = []
+    t_end = time.monotonic() + args.duration
+    i = 0
+    while time.monotonic() < t_end:
+        kind, action = plan[i % len(plan)]
+        i += 1
+        fault = inject(service.pid, kind, action, rng)
+        if fault is None:
+            log(f"no {kind} process found for {action}")
+            continue
+        recovery = wait_full(service, fault.at)
+        faults.append({"kind": kind, "action": action, "pid": fault.pid, "recovery_s": recovery})
+        time.sleep(args.gap)
+    return faults
+
+
+def verdict(load: Load, faults: list[dict], min_faults: int) -> list[str]:
+    failures = []
+    if load.problems:
+        failures.append(f"{len(load.problems)} lost, wrong, late or blamed answers (first: {load.problems[0]})")
+    slow = [f for f in faults if f["recovery_s"] > RECOVERY_BOUND_S]
+    if slow:
+        failures.append(f"{len(slow)} faults left the pool short for over {RECOVERY_BOUND_S} s: {slow[:5]}")
+    if len(faults) < min_faults:
+        failures.append(f"only {len(faults)} faults injected (want >= {min_faults})")
+    if load.answers["ok"] == 0:
+        failures.append("no request succeeded")
+    return failures
+
+
+def main() -> int:
+    args = parse_args()
+    out = args.out or ROOT / ("bench/results/faults-long.json" if args.long else "bench/results/tmp/faults.json")
     with tempfile.TemporaryDirectory(prefix="pyexec-faults-") as tmp:
         service = Service(args.binary, args.workers, Path(tmp))
         service.start()
         load = Load(service.port, args.clients)
         faults: list[dict] = []
+        final_metrics: dict[str, float] = {}
         try:
             load.start()
             time.sleep(2.0)
-            t_end = time.monotonic() + args.duration
-            i = 0
-            while time.monotonic() < t_end:
-                kind, action = plan[i % len(plan)]
-                i += 1
-                fault = inject(service.pid, kind, action, rng)
-                if fault is None:
-                    log(f"no {kind} process found for {action}")
-                    continue
-                recovery = wait_full(service, fault.at)
-                faults.append({"kind": kind, "action": action, "pid": fault.pid, "recovery_s": recovery})
-                time.sleep(args.gap)
+            faults = run_faults(service, args)
             time.sleep(1.0)
         finally:
             load.join()
             log_text = service.log_path.read_text(errors="replace")
-            final_metrics = {}
-            try:
+            with contextlib.suppress(OSError, RuntimeError):
                 final_metrics = {k: v for k, v in service.metrics().items() if "fault" in k or "retr" in k}
-            except (OSError, RuntimeError):
-                pass
             service.stop()
     recoveries = [f["recovery_s"] for f in faults]
-    by_fault = Counter(f"{f['kind']} {f['action']}" for f in faults)
     summary = {
         "duration_s": args.duration,
         "clients": args.clients,
@@ -198,7 +222,7 @@ def main() -> int:
         "requests": sum(load.answers.values()),
         "answers": dict(load.answers),
         "faults": len(faults),
-        "faults_by_kind": dict(sorted(by_fault.items())),
+        "faults_by_kind": dict(sorted(Counter(f"{f['kind']} {f['action']}" for f in faults).items())),
         "recovery_p50_s": pct(recoveries, 50),
         "recovery_max_s": max(recoveries, default=float("nan")),
         "latency_p50_s": pct(load.latencies, 50),
@@ -210,16 +234,7 @@ def main() -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
-    failures = []
-    if load.problems:
-        failures.append(f"{len(load.problems)} lost, wrong, late or blamed answers (first: {load.problems[0]})")
-    slow = [f for f in faults if f["recovery_s"] > RECOVERY_BOUND_S]
-    if slow:
-        failures.append(f"{len(slow)} faults left the pool short for over {RECOVERY_BOUND_S} s: {slow[:5]}")
-    if len(faults) < args.min_faults:
-        failures.append(f"only {len(faults)} faults injected (want >= {args.min_faults})")
-    if load.answers["ok"] == 0:
-        failures.append("no request succeeded")
+    failures = verdict(load, faults, args.min_faults)
     for failure in failures:
         print(f"FAIL: {failure}", file=sys.stderr)
     if failures:
