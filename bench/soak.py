@@ -4,7 +4,8 @@
 Starts the binary on a free 127.0.0.1 port, measures the maximum throughput
 of trivial scripts (closed loop, ``--clients`` keep-alive connections, 15 s),
 then paces the same clients at half that rate, for ``--warmup`` seconds
-(default 30, not sampled) and then ``--duration`` seconds (default 600). Every ``--every`` seconds (default 10) it samples:
+(default 30, not sampled) and then ``--duration`` seconds (default 600).
+Every ``--every`` seconds (default 10) it samples:
 
 - the supervisor's RSS (``VmRSS``);
 - each worker's PSS (the nsjail process and its whole subtree, summed from
