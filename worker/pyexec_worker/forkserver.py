@@ -36,9 +36,13 @@ class ForkServerError(Exception):
 class ForkServer:
     """Zygote-side handle: ``request()`` returns the pipe ends of a new spare."""
 
-    def __init__(self, pid: int, sock: socket.socket) -> None:
+    def __init__(self, pid: int, sock: socket.socket, *, serving: bool) -> None:
         self.pid = pid
         self._sock = sock
+        # Whether it has said it serves (a new server first runs ``prepare``,
+        # e.g. imports matplotlib, which may take seconds on a busy host:
+        # its asks are not timed until then).
+        self.serving = serving
 
     @classmethod
     def start(cls, cfg: ZygoteConfig, control: socket.socket, prepare: Callable[[], None] | None = None) -> ForkServer:
@@ -63,7 +67,7 @@ class ForkServer:
             finally:
                 os._exit(code)
         theirs.close()
-        return cls(pid, ours)
+        return cls(pid, ours, serving=False)
 
     def fileno(self) -> int:
         """The socket to poll: readable when ``receive`` has something."""
@@ -83,8 +87,9 @@ class ForkServer:
         except OSError as exc:
             raise ForkServerError(f"fork server unreachable: {exc}") from None
 
-    def receive(self) -> spare.ZygoteEnds | ForkServer:
-        """Read the next answer: a spare's pipe ends, or a standby server.
+    def receive(self) -> spare.ZygoteEnds | ForkServer | None:
+        """Read the next answer: a spare's pipe ends, a standby server, or
+        None for the server's first message (it now serves).
 
         Either is already our child (CLONE_PARENT), ours alone to reap.
         """
@@ -94,8 +99,11 @@ class ForkServer:
             raise ForkServerError(f"fork server unreachable: {exc}") from None
         if msg == b"s" and len(fds) == 5:
             return spare.ZygoteEnds(*fds)
+        if msg == b"r" and not fds:
+            self.serving = True
+            return None
         if msg.startswith(b"f") and len(fds) == 1 and msg[1:].isdigit():
-            return ForkServer(int(msg[1:]), socket.socket(fileno=fds[0]))
+            return ForkServer(int(msg[1:]), socket.socket(fileno=fds[0]), serving=True)
         for fd in fds:
             os.close(fd)
         if msg.startswith(b"e"):
@@ -106,6 +114,8 @@ class ForkServer:
         """Ask for one spare and block until its ends arrive (start-up only)."""
         self.ask()
         ends = self.receive()
+        while ends is None:
+            ends = self.receive()
         if not isinstance(ends, spare.ZygoteEnds):
             raise ForkServerError("fork server sent a standby where a spare was asked for")
         return ends
@@ -130,6 +140,7 @@ def _serve(cfg: ZygoteConfig, sock: socket.socket) -> None:
     # raises the same error again and reports it.
     with contextlib.suppress(seccomp.SeccompError):
         seccomp.prepared()
+    sock.send(b"r")  # prepared: from now on the zygote times our answers
     while True:
         command = sock.recv(16)
         if not command:

@@ -16,7 +16,8 @@ consecutive set-up errors. There are two kinds:
 Faults absorbed here (each logged as ``pyexec zygote: fault COMPONENT: ...``,
 which the supervisor counts in ``pyexec_worker_faults_total``):
 
-- the fork server dies, or answers nothing for ``FORK_SERVER_TIMEOUT_S``:
+- the fork server dies, or answers nothing for ``FORK_SERVER_TIMEOUT_S``
+  once it has said it serves (its ``prepare`` may take long on a busy host):
   it is killed and its standby (a pristine copy it made of itself, which
   never saw a request) takes over and is asked for a new standby;
 - a standby dies: the fork server is asked for another;
@@ -101,6 +102,11 @@ class SparePool:
                 self.replace_fork_server("it exited")
                 return
             raise
+        if got is None:
+            # It serves now: what it was asked meanwhile is timed from here.
+            now = time.monotonic()
+            self.asked = deque(now for _ in self.asked)
+            return
         if isinstance(got, ForkServer):
             self.standby_asked = False
             if self.standby is not None:
@@ -162,7 +168,7 @@ class SparePool:
 
     def check_hangs(self, now: float) -> None:
         """Replace a fork server or a set-up spare that stopped answering."""
-        if self.asked and now - self.asked[0] > FORK_SERVER_TIMEOUT_S:
+        if self.forks.serving and self.asked and now - self.asked[0] > FORK_SERVER_TIMEOUT_S:
             self.replace_fork_server(f"no answer for {FORK_SERVER_TIMEOUT_S:g} s")
         for fd, since in list(self.built_at.items()):
             if now - since > SPARE_SETUP_TIMEOUT_S and fd in self.building:
@@ -174,7 +180,7 @@ class SparePool:
     def next_deadline(self) -> float | None:
         """When ``check_hangs`` next has something to check (monotonic)."""
         times = [t + SPARE_SETUP_TIMEOUT_S for t in self.built_at.values()]
-        if self.asked:
+        if self.asked and self.forks.serving:
             times.append(self.asked[0] + FORK_SERVER_TIMEOUT_S)
         return min(times) if times else None
 
