@@ -173,7 +173,12 @@ async fn repair_one(pool: WorkerPool, repair: Repair) {
     // next one, so the replacement does not compete with it for CPU.
     object.kill_now();
     let mut backoff = BACKOFF_START;
+    // The hot standby, when one waits, replaces it at once (the idle check
+    // then starts the next standby).
     let fresh = loop {
+        if let Some(standby) = pool.take_standby() {
+            break standby;
+        }
         match pool.inner().manager().start_worker().await {
             Ok(worker) => break worker,
             Err(error) => {

@@ -157,7 +157,8 @@ fn internal_is_500_with_request_id() {
 
 #[test]
 fn worker_lost_is_a_retriable_503_that_blames_the_service() {
-    let (headers, body) = check(ApiError::WorkerLost("worker 3 died (zygote gone)".into()), 503, "worker_lost");
+    let (headers, body) =
+        check(ApiError::WorkerLost("worker 3 died (zygote gone)".into()), 503, "worker_lost");
     assert_eq!(headers[RETRY_AFTER], "1");
     let message = body["error"].as_str().expect("str");
     assert!(message.contains("lost the worker") && message.contains("not the script"), "{message}");
