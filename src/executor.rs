@@ -1,6 +1,14 @@
 //! Runs one job on a leased worker and turns whatever happened into a
-//! verdict: the zygote's report, or a synthesized one when the worker itself
-//! failed (wedged past its deadline, died mid-run).
+//! verdict: the zygote's report, or an answer of ours when the worker
+//! itself failed.
+//!
+//! A worker lost during a run (its nsjail or zygote died, stayed stopped,
+//! or broke the protocol; or the zygote reports `worker_lost`) is not the
+//! script's doing: the job is retried once on another worker (runs have no
+//! effects outside their sandbox, so a second run is safe), counted in
+//! `pyexec_run_retries_total`. If that worker is lost too, or the first
+//! one missed its whole deadline (no time left to retry), the answer is
+//! [`ExecuteError::WorkerLost`] (503 `worker_lost`, `Retry-After: 1`).
 //!
 //! The executor is what the HTTP layer calls; it hides leases, workers and
 //! processes behind `execute`.
@@ -25,9 +33,23 @@ pub enum ExecuteError {
     /// The sandbox cannot start.
     #[error("the sandbox is unavailable: {0}")]
     Unavailable(String),
-    /// A bug or a misbehaving worker.
+    /// The worker running the job was lost, and the retry too (or there
+    /// was no time left for one).
+    #[error("the service lost the worker running this request: {0}")]
+    WorkerLost(String),
+    /// A bug.
     #[error("{0}")]
     Internal(String),
+}
+
+/// What one attempt on one worker gave.
+enum Attempt {
+    /// A verdict (of the script, or `timeout`).
+    Done(RunReport),
+    /// The worker was lost; a retry may still answer.
+    Lost(String),
+    /// The worker was lost after the whole deadline: no retry.
+    LostLate(String),
 }
 
 /// Runs jobs on the pool.
@@ -43,11 +65,28 @@ impl Executor {
         Self { pool, metrics }
     }
 
-    /// Leases a worker, runs `job`, and gives the worker back.
+    /// Leases a worker, runs `job`, and gives the worker back; once more on
+    /// another worker if the first was lost.
     ///
     /// # Errors
     /// See [`ExecuteError`]; every verdict about the *script* is `Ok`.
     pub async fn execute(&self, job: Job) -> Result<RunReport, ExecuteError> {
+        let why = match self.attempt(job.clone()).await? {
+            Attempt::Done(report) => return Ok(report),
+            Attempt::LostLate(why) => return Err(ExecuteError::WorkerLost(why)),
+            Attempt::Lost(why) => why,
+        };
+        self.metrics.run_retries.inc();
+        tracing::warn!(error = %why, "worker lost during a run; retrying once on another worker");
+        match self.attempt(job).await? {
+            Attempt::Done(report) => Ok(report),
+            Attempt::Lost(again) | Attempt::LostLate(again) => {
+                Err(ExecuteError::WorkerLost(format!("{why}; on retry: {again}")))
+            }
+        }
+    }
+
+    async fn attempt(&self, job: Job) -> Result<Attempt, ExecuteError> {
         let mut lease = self.pool.lease().await.map_err(|error| match error {
             LeaseError::Overloaded { .. } => ExecuteError::Overloaded { retry_after: Duration::from_secs(1) },
             LeaseError::Unavailable(why) => ExecuteError::Unavailable(why),
@@ -56,7 +95,6 @@ impl Executor {
         let metrics = self.metrics.clone();
         // Own task: if the client goes away, the run still completes and the
         // worker returns to the pool in a known state.
-        let timeout = job.timeout;
         let run = tokio::spawn(async move {
             let started = Instant::now();
             let result = match lease.worker() {
@@ -68,41 +106,19 @@ impl Executor {
             Ok(result)
         });
         let result = run.await.map_err(|e| ExecuteError::Internal(format!("run task failed: {e}")))??;
-        match result {
-            Ok(report) => Ok(report),
+        Ok(match result {
+            Ok(report) if report.outcome == Outcome::WorkerLost => {
+                Attempt::Lost(report.error.unwrap_or_else(|| "the zygote lost the run's sandbox".into()))
+            }
+            Ok(report) => Attempt::Done(report),
             Err(error @ WorkerError::Unresponsive { .. }) => {
                 tracing::warn!(error = %error, "worker killed after missing its deadline");
-                Ok(synthesized(
-                    Outcome::Timeout,
-                    format!("the run exceeded its {}s timeout", timeout.as_secs_f64()),
-                ))
+                Attempt::LostLate(error.to_string())
             }
-            Err(error @ WorkerError::Crashed { .. }) => {
-                tracing::warn!(error = %error, "worker died during a run");
-                Ok(synthesized(
-                    Outcome::Killed,
-                    "the sandbox died during the run; it has been replaced".into(),
-                ))
+            Err(error) => {
+                tracing::warn!(error = %error, "worker lost during a run");
+                Attempt::Lost(error.to_string())
             }
-            Err(error) => Err(ExecuteError::Internal(error.to_string())),
-        }
-    }
-}
-
-fn synthesized(outcome: Outcome, error: String) -> RunReport {
-    RunReport {
-        id: 0,
-        outcome,
-        result: None,
-        error: Some(error),
-        traceback: None,
-        stdout: Vec::new(),
-        stderr: Vec::new(),
-        stdout_truncated: false,
-        stderr_truncated: false,
-        duration_ms: 0.0,
-        usage: None,
-        figures: Vec::new(),
-        figures_truncated: false,
+        })
     }
 }

@@ -10,10 +10,10 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
-use crate::worker::RecycleReason;
+use crate::worker::{Component, RecycleReason};
 
 /// Request outcome kinds: `ok` plus every error kind of the contract.
-pub const REQUEST_KINDS: [&str; 20] = [
+pub const REQUEST_KINDS: [&str; 21] = [
     "ok",
     "invalid_json",
     "invalid_request",
@@ -33,6 +33,7 @@ pub const REQUEST_KINDS: [&str; 20] = [
     "killed",
     "overloaded",
     "unavailable",
+    "worker_lost",
     "internal",
 ];
 
@@ -67,6 +68,10 @@ pub struct Metrics {
     pub worker_recycles: IntCounterVec,
     /// `pyexec_worker_start_duration_seconds`.
     pub worker_start: Histogram,
+    /// Faults of the workers' own processes, by `component`.
+    pub worker_faults: IntCounterVec,
+    /// Runs retried on another worker after their worker was lost.
+    pub run_retries: IntCounter,
     /// `pyexec_in_flight_requests`.
     pub in_flight: IntGauge,
     /// `pyexec_queue_length`.
@@ -133,6 +138,17 @@ impl Metrics {
                 "Time from spawning a worker to its zygote being ready.",
                 &START_BUCKETS,
             )?,
+            worker_faults: IntCounterVec::new(
+                Opts::new(
+                    "pyexec_worker_faults_total",
+                    "Faults of a worker's own processes (died or stopped, not by the script), by component.",
+                ),
+                &["component"],
+            )?,
+            run_retries: IntCounter::new(
+                "pyexec_run_retries_total",
+                "Runs retried once on another worker because their worker was lost.",
+            )?,
             in_flight: IntGauge::new("pyexec_in_flight_requests", "/execute requests being handled.")?,
             queue_length: IntGauge::new("pyexec_queue_length", "/execute requests waiting for a worker.")?,
             build_info: Gauge::with_opts(
@@ -154,6 +170,8 @@ impl Metrics {
         registry.register(Box::new(metrics.worker_spawns.clone()))?;
         registry.register(Box::new(metrics.worker_recycles.clone()))?;
         registry.register(Box::new(metrics.worker_start.clone()))?;
+        registry.register(Box::new(metrics.worker_faults.clone()))?;
+        registry.register(Box::new(metrics.run_retries.clone()))?;
         registry.register(Box::new(metrics.in_flight.clone()))?;
         registry.register(Box::new(metrics.queue_length.clone()))?;
         registry.register(Box::new(metrics.build_info.clone()))?;
@@ -170,6 +188,9 @@ impl Metrics {
         for state in ["idle", "busy", "starting"] {
             metrics.workers.with_label_values(&[state]);
         }
+        for component in Component::ALL {
+            metrics.worker_faults.with_label_values(&[component.label()]);
+        }
         metrics.build_info.set(1.0);
         Ok(metrics)
     }
@@ -177,6 +198,11 @@ impl Metrics {
     /// Counts one recycle or replacement.
     pub fn recycled(&self, reason: RecycleReason) {
         self.worker_recycles.with_label_values(&[reason.label()]).inc();
+    }
+
+    /// Counts one fault of a worker's own process.
+    pub fn fault(&self, component: Component) {
+        self.worker_faults.with_label_values(&[component.label()]).inc();
     }
 
     /// Counts one answered request of this kind.
@@ -235,11 +261,15 @@ mod tests {
             "pyexec_build_info",
             "pyexec_http_connections",
             "pyexec_http_connections_refused_total",
+            "pyexec_worker_faults_total",
+            "pyexec_run_retries_total",
         ] {
             assert!(text.contains(&format!("# HELP {name} ")), "{name} missing");
         }
         assert!(text.contains(r#"pyexec_requests_total{kind="memory_limit"} 0"#));
         assert!(text.contains(r#"pyexec_requests_total{kind="request_timeout"} 0"#));
+        assert!(text.contains(r#"pyexec_requests_total{kind="worker_lost"} 0"#));
+        assert!(text.contains(r#"pyexec_worker_faults_total{component="fork_server"} 0"#));
         assert!(text.contains(r#"pyexec_worker_recycles_total{reason="startup_failure"} 0"#));
     }
 

@@ -7,6 +7,14 @@
 //! replaces the worker *inside* the same pool slot. deadpool itself has no
 //! minimum size and drops failed recycles silently, so warm-up, replacement
 //! and counting are the supervisor's and this module's job.
+//!
+//! An idle worker found dead or stopped by the supervisor's check leaves
+//! the pool ([`WorkerPool::remove_faulty_idle`]); its replacement, started
+//! in the background, waits as a *standby* that deadpool's next `create`
+//! takes at once, so no request pays for a worker start. One more started
+//! worker than the pool's size ([`HOT_STANDBY`]) waits the same way, so a
+//! lost worker is replaced at once instead of after a worker start (1-3 s
+//! on a busy host): the pool is back at full size within one idle check.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,7 +28,10 @@ use tokio::sync::mpsc;
 use crate::config::{PoolConfig, SandboxConfig};
 use crate::metrics::{GaugeGuard, Metrics};
 use crate::worker::cgroup::CgroupPlan;
-use crate::worker::{RecycleReason, Worker, WorkerError};
+use crate::worker::{FaultSink, IdleFault, RecycleReason, Worker, WorkerError};
+
+/// Started workers kept beyond the pool's size, ready to replace a lost one.
+pub const HOT_STANDBY: usize = 1;
 
 /// Shared counters the readiness probe and the gauges read.
 #[derive(Debug, Default)]
@@ -30,6 +41,9 @@ pub struct PoolState {
     draining: AtomicBool,
     warm: AtomicBool,
     last_start_error: Mutex<Option<String>>,
+    /// Started replacements of idle workers that left the pool, waiting
+    /// for deadpool to `create` (it then takes one instead of starting).
+    standby: Mutex<Vec<Worker>>,
 }
 
 impl PoolState {
@@ -41,6 +55,35 @@ impl PoolState {
 
     fn start_error(&self) -> Option<String> {
         self.last_start_error.lock().ok().and_then(|last| last.clone())
+    }
+
+    fn standby_len(&self) -> usize {
+        self.standby.lock().map(|standby| standby.len()).unwrap_or(0)
+    }
+
+    /// A healthy standby; dead or stopped ones met on the way are discarded.
+    fn take_standby(&self) -> Option<Worker> {
+        let mut standby = self.standby.lock().ok()?;
+        while let Some(mut worker) = standby.pop() {
+            if worker.idle_fault().is_none() {
+                return Some(worker);
+            }
+            worker.discard();
+        }
+        None
+    }
+
+    /// Discards standbys found dead or stopped (the idle check).
+    fn prune_standbys(&self) {
+        if let Ok(mut standby) = self.standby.lock() {
+            standby.retain_mut(|worker| {
+                if worker.idle_fault().is_none() {
+                    return true;
+                }
+                worker.discard();
+                false
+            });
+        }
     }
 }
 
@@ -62,7 +105,9 @@ impl WorkerManager {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.state.starting.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
-        let result = Worker::start(id, &self.sandbox, &self.cgroup).await;
+        let metrics = self.metrics.clone();
+        let faults: FaultSink = Arc::new(move |component| metrics.fault(component));
+        let result = Worker::start(id, &self.sandbox, &self.cgroup, faults).await;
         self.state.starting.fetch_sub(1, Ordering::Relaxed);
         match &result {
             Ok(worker) => {
@@ -91,7 +136,10 @@ impl managed::Manager for WorkerManager {
     type Error = WorkerError;
 
     async fn create(&self) -> Result<Worker, WorkerError> {
-        self.start_worker().await
+        match self.state.take_standby() {
+            Some(worker) => Ok(worker),
+            None => self.start_worker().await,
+        }
     }
 
     async fn recycle(&self, worker: &mut Worker, _: &ObjectMetrics) -> RecycleResult<WorkerError> {
@@ -226,7 +274,9 @@ impl WorkerPool {
         let repairing = self.state.repairing.load(Ordering::Relaxed);
         let creating = self.state.starting.load(Ordering::Relaxed).saturating_sub(repairing);
         PoolCounts {
-            idle: status.available,
+            // Standbys count as idle only up to the pool's size.
+            idle: status.available
+                + self.state.standby_len().min(self.config.workers.saturating_sub(status.size)),
             busy: status.size.saturating_sub(status.available).saturating_sub(repairing),
             starting: repairing + creating,
             waiting: status.waiting,
@@ -256,6 +306,10 @@ impl WorkerPool {
         self.state.draining.store(true, Ordering::Relaxed);
     }
 
+    pub(crate) fn is_warm(&self) -> bool {
+        self.state.warm.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn mark_warm(&self) {
         self.state.warm.store(true, Ordering::Relaxed);
     }
@@ -279,6 +333,54 @@ impl WorkerPool {
 
     pub(crate) fn record_start_error(&self, error: &WorkerError) {
         self.state.set_start_error(Some(error.to_string()));
+    }
+
+    /// Takes every idle worker that is dead or stopped out of the pool,
+    /// counting it, and returns them (to be killed) with why.
+    pub(crate) fn remove_faulty_idle(&self) -> Vec<(Worker, IdleFault)> {
+        self.state.prune_standbys();
+        let mut faults = Vec::new();
+        let removed = self.inner.retain(|worker, _| match worker.idle_fault() {
+            Some(fault) => {
+                faults.push(fault);
+                false
+            }
+            None => true,
+        });
+        for fault in &faults {
+            self.metrics.recycled(fault.reason);
+        }
+        removed.removed.into_iter().zip(faults).collect()
+    }
+
+    /// Keeps a started replacement as a standby when the pool (with its
+    /// standbys) is short of its size; gives it back otherwise.
+    pub(crate) fn add_standby(&self, worker: Worker) -> Option<Worker> {
+        let size = self.inner.status().size;
+        let Ok(mut standby) = self.state.standby.lock() else { return Some(worker) };
+        if size + standby.len() < self.config.workers + HOT_STANDBY {
+            standby.push(worker);
+            None
+        } else {
+            Some(worker)
+        }
+    }
+
+    /// How many started workers the pool lacks, counting standbys (and the
+    /// hot standby).
+    pub(crate) fn missing(&self) -> usize {
+        let size = self.inner.status().size + self.state.standby_len();
+        (self.config.workers + HOT_STANDBY).saturating_sub(size)
+    }
+
+    /// A started standby worker, if one waits.
+    pub(crate) fn take_standby(&self) -> Option<Worker> {
+        self.state.take_standby()
+    }
+
+    /// Removes every standby (shutdown).
+    pub(crate) fn take_standbys(&self) -> Vec<Worker> {
+        self.state.standby.lock().map(|mut standby| std::mem::take(&mut *standby)).unwrap_or_default()
     }
 }
 

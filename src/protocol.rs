@@ -124,6 +124,10 @@ pub enum Outcome {
     MemoryLimit,
     /// The run died by a signal or exited without a result.
     Killed,
+    /// Not the script's doing: the zygote lost the run's sandbox (its init
+    /// was killed from outside, or every spare tried died before user code
+    /// started). The supervisor retries once, then answers 503.
+    WorkerLost,
 }
 
 /// The zygote's report of one run.

@@ -1,6 +1,8 @@
 //! Keeps the pool at its configured size: the fail-closed preflight, warm-up
 //! to N workers (deadpool creates lazily and has no minimum), replacement of
-//! broken workers in their own pool slot with exponential backoff, and
+//! broken workers in their own pool slot with exponential backoff, the idle
+//! health check (every [`IDLE_CHECK`]: a worker whose nsjail or zygote died
+//! or stays stopped while idle is replaced now, not found by a request), and
 //! orderly shutdown of every worker.
 //!
 //! The supervisor never sees HTTP. It meets request traffic only through the
@@ -18,6 +20,9 @@ use crate::worker::WorkerError;
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 const WORKER_STOP_GRACE: Duration = Duration::from_secs(2);
+/// How often idle workers are checked. A dead idle worker is found within
+/// one period, a stopped one within `STOP_SAMPLES` periods (0.4 s).
+pub const IDLE_CHECK: Duration = Duration::from_millis(200);
 
 /// Runs the background replacement loop.
 pub struct Supervisor {
@@ -48,6 +53,7 @@ impl Supervisor {
         let mut tasks = JoinSet::new();
         tasks.spawn(warm_up(pool.clone(), first));
         tasks.spawn(repair_loop(pool.clone(), repairs));
+        tasks.spawn(idle_check_loop(pool.clone()));
         Self { pool, tasks }
     }
 
@@ -59,7 +65,7 @@ impl Supervisor {
         let idle = self.pool.inner().retain(|_, _| false);
         self.pool.inner().close();
         let mut stops = JoinSet::new();
-        for worker in idle.removed {
+        for worker in idle.removed.into_iter().chain(self.pool.take_standbys()) {
             stops.spawn(worker.shutdown(WORKER_STOP_GRACE));
         }
         while stops.join_next().await.is_some() {}
@@ -100,6 +106,53 @@ async fn warm_up(pool: WorkerPool, first: Object<WorkerManager>) {
     tracing::info!(workers = pool.size(), "pool warm");
 }
 
+/// Every [`IDLE_CHECK`]: takes dead or stopped idle workers out of the pool,
+/// kills them, and starts replacements that wait as standbys.
+async fn idle_check_loop(pool: WorkerPool) {
+    let mut starting = JoinSet::new();
+    let mut tick = tokio::time::interval(IDLE_CHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            Some(_) = starting.join_next(), if !starting.is_empty() => continue,
+        }
+        if !pool.is_warm() {
+            continue;
+        }
+        for (worker, fault) in pool.remove_faulty_idle() {
+            tracing::warn!(
+                worker = worker.id(),
+                reason = fault.reason.label(),
+                component = fault.component.label(),
+                "idle worker faulty, replacing"
+            );
+            tokio::spawn(worker.kill());
+        }
+        for _ in starting.len()..pool.missing() {
+            starting.spawn(start_standby(pool.clone()));
+        }
+    }
+}
+
+async fn start_standby(pool: WorkerPool) {
+    let mut backoff = BACKOFF_START;
+    let worker = loop {
+        match pool.inner().manager().start_worker().await {
+            Ok(worker) => break worker,
+            Err(error) => {
+                pool.record_start_error(&error);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    };
+    if let Some(surplus) = pool.add_standby(worker) {
+        // A request's `create` filled the slot meanwhile.
+        surplus.shutdown(WORKER_STOP_GRACE).await;
+    }
+}
+
 /// Replaces each broken worker inside its own pool slot.
 async fn repair_loop(pool: WorkerPool, mut repairs: mpsc::UnboundedReceiver<Repair>) {
     let mut running = JoinSet::new();
@@ -120,7 +173,12 @@ async fn repair_one(pool: WorkerPool, repair: Repair) {
     // next one, so the replacement does not compete with it for CPU.
     object.kill_now();
     let mut backoff = BACKOFF_START;
+    // The hot standby, when one waits, replaces it at once (the idle check
+    // then starts the next standby).
     let fresh = loop {
+        if let Some(standby) = pool.take_standby() {
+            break standby;
+        }
         match pool.inner().manager().start_worker().await {
             Ok(worker) => break worker,
             Err(error) => {

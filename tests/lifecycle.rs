@@ -61,25 +61,29 @@ fn signal(pid: u32, name: &str) {
 }
 
 #[tokio::test]
-async fn a_wedged_worker_is_killed_and_replaced() {
+async fn a_stopped_zygote_is_found_and_its_request_retried_on_another_worker() {
     let service = Service::start(&["--workers", "1"]).await;
-    let jails = children(service.child.id());
-    assert_eq!(jails.len(), 1, "one nsjail per worker");
+    // The pool's worker is the oldest jail (the hot standby starts after warm-up).
+    let mut jails = children(service.child.id());
+    jails.sort_unstable();
+    assert!(!jails.is_empty() && jails.len() <= 2, "one nsjail per worker plus the hot standby: {jails:?}");
     let zygote = children(jails[0]);
     assert!(!zygote.is_empty(), "nsjail runs the zygote");
-    // Freeze the zygote: it cannot report, so the supervisor must give up on
-    // it after the run's timeout plus grace, answer `timeout`, and replace it.
+    // Freeze the zygote: the supervisor sees it stopped in /proc (0.6 s at
+    // most), kills the worker and runs the request once more elsewhere:
+    // the client gets its normal answer, not a verdict against its script.
     signal(zygote[0], "STOP");
     let started = Instant::now();
-    service
-        .execute_expecting(json!({"script": "def main():\n    return 1", "timeout": 0.5}), 422, "timeout")
-        .await;
-    assert!(started.elapsed() < Duration::from_secs(5));
+    let answer = service.ok("def main():\n    return 1").await;
+    assert_eq!(answer["result"], 1);
+    assert!(started.elapsed() < Duration::from_secs(5), "answered after {:?}", started.elapsed());
     service.wait_ready(Duration::from_secs(30)).await;
     assert_eq!(service.ok("def main():\n    return 'replaced'").await["result"], "replaced");
     let metrics = service.metrics().await;
-    assert_eq!(sample(&metrics, "pyexec_worker_recycles_total{reason=\"timeout\"}"), 1.0);
-    assert_eq!(sample(&metrics, "pyexec_worker_spawns_total"), 2.0);
+    assert_eq!(sample(&metrics, "pyexec_worker_recycles_total{reason=\"stopped\"}"), 1.0);
+    assert_eq!(sample(&metrics, "pyexec_run_retries_total"), 1.0);
+    assert_eq!(sample(&metrics, "pyexec_worker_faults_total{component=\"zygote\"}"), 1.0);
+    assert!(sample(&metrics, "pyexec_worker_spawns_total") >= 2.0);
     assert!(!children(service.child.id()).contains(&jails[0]), "the old jail is gone");
     // A killed nsjail cannot remove its own cgroup; the supervisor does.
     let leaf = format!("/sys/fs/cgroup/memory/pyexec/NSJAIL.{}", zygote[0]);

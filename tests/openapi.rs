@@ -88,6 +88,7 @@ fn every_api_error() -> Vec<ApiError> {
         script(Outcome::Killed),
         ApiError::Overloaded { retry_after: Duration::from_secs(1) },
         ApiError::Unavailable("x".into()),
+        ApiError::WorkerLost("x".into()),
         ApiError::Internal { request_id: "x".into() },
     ]
 }

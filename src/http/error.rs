@@ -55,6 +55,10 @@ pub enum ApiError {
     },
     /// The sandbox cannot start.
     Unavailable(String),
+    /// The service lost the worker running the request (its nsjail or
+    /// zygote died or hung, not by the script's doing) and a retry on
+    /// another worker was lost too, or had no time left.
+    WorkerLost(String),
     /// A bug of ours; details are in the log under the request id.
     Internal {
         /// Correlates the answer with the log line.
@@ -92,6 +96,7 @@ pub fn outcome_kind(outcome: Outcome) -> &'static str {
         Outcome::Timeout => "timeout",
         Outcome::MemoryLimit => "memory_limit",
         Outcome::Killed => "killed",
+        Outcome::WorkerLost => "worker_lost",
     }
 }
 
@@ -106,6 +111,7 @@ fn default_message(outcome: Outcome) -> &'static str {
         Outcome::Timeout => "the run exceeded its timeout",
         Outcome::MemoryLimit => "the run exceeded its memory limit",
         Outcome::Killed => "the run was killed or exited without a result",
+        Outcome::WorkerLost => "the service lost the worker running this request; retry",
     }
 }
 
@@ -126,9 +132,10 @@ impl ApiError {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::Script(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Overloaded { .. } | Self::TooManyConnections { .. } | Self::Unavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::Overloaded { .. }
+            | Self::TooManyConnections { .. }
+            | Self::Unavailable(_)
+            | Self::WorkerLost(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -147,6 +154,7 @@ impl ApiError {
             Self::Script(report) => outcome_kind(report.outcome),
             Self::Overloaded { .. } | Self::TooManyConnections { .. } => "overloaded",
             Self::Unavailable(_) => "unavailable",
+            Self::WorkerLost(_) => "worker_lost",
             Self::Internal { .. } => "internal",
         }
     }
@@ -175,6 +183,9 @@ impl ApiError {
                 format!("too many open connections (the limit is {max}); retry in 1 s")
             }
             Self::Unavailable(why) => format!("the sandbox cannot start: {why}"),
+            Self::WorkerLost(why) => format!(
+                "the service lost the worker running this request (not the script's doing): {why}; retry in 1 s"
+            ),
             Self::Internal { request_id } => format!("internal error; please report request id {request_id}"),
         }
     }
@@ -212,6 +223,9 @@ impl ApiError {
             }
             Self::Unavailable(_) => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            Self::WorkerLost(_) => {
+                headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
             }
             Self::TooManyConnections { .. } => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));

@@ -154,3 +154,13 @@ fn internal_is_500_with_request_id() {
     assert!(body["error"].as_str().expect("str").contains("abc-1"));
     assert!(body.get("stdout").is_none());
 }
+
+#[test]
+fn worker_lost_is_a_retriable_503_that_blames_the_service() {
+    let (headers, body) =
+        check(ApiError::WorkerLost("worker 3 died (zygote gone)".into()), 503, "worker_lost");
+    assert_eq!(headers[RETRY_AFTER], "1");
+    let message = body["error"].as_str().expect("str");
+    assert!(message.contains("lost the worker") && message.contains("not the script"), "{message}");
+    assert!(body.get("stdout").is_none());
+}

@@ -191,6 +191,10 @@ async fn handle_execute(
             tracing::error!(request_id, error = %why, "sandbox unavailable");
             ApiError::Unavailable(why)
         }
+        ExecuteError::WorkerLost(why) => {
+            tracing::warn!(request_id, error = %why, "worker lost; answered 503 worker_lost");
+            ApiError::WorkerLost(why)
+        }
         ExecuteError::Internal(why) => {
             tracing::error!(request_id, error = %why, "internal error");
             ApiError::Internal { request_id: request_id.into() }

@@ -4,13 +4,22 @@
 //! A `Worker` starts, waits for `ready`, runs scripts one at a time, and
 //! knows whether it is still healthy. It never sees HTTP; it does not decide
 //! when it is replaced (the pool and supervisor do).
+//!
+//! Faults of the worker's own processes are found here: a dead jail by its
+//! closed socket, a stopped one (SIGSTOP) by the state in `/proc` of nsjail
+//! and of the zygote, sampled every [`STOP_POLL`] during a run and by the
+//! supervisor while idle; faults below the zygote arrive as the zygote's
+//! `pyexec zygote: fault ...` log lines. Each is reported once to the
+//! [`FaultSink`] the pool passes in.
 
 pub mod cgroup;
+mod faults;
 pub mod nsjail;
 pub mod seccomp_policy;
 mod spawn;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -24,12 +33,23 @@ use crate::protocol::{
     FrameCodec, FromWorker, InputFile, Outcome, ProtocolError, ReadyInfo, RunReport, RunRequest, ToWorker,
 };
 use cgroup::CgroupPlan;
+use faults::{proc_state, ProcState};
+pub use faults::{Component, FaultSink};
 pub use spawn::StderrTail;
 
 /// How long past a run's own timeout the zygote may take to report before
 /// the whole worker is killed. The zygote enforces the timeout itself; this
-/// only catches a wedged zygote.
-pub const RUN_GRACE: Duration = Duration::from_secs(2);
+/// only catches a wedged (running, not stopped) zygote. It leaves room for
+/// the zygote's own retries of spares lost before user code started
+/// (1.5 s each at most, see `session.START_TIMEOUT_S`).
+pub const RUN_GRACE: Duration = Duration::from_secs(5);
+
+/// How often the state of nsjail and the zygote is sampled for a stop.
+pub const STOP_POLL: Duration = Duration::from_millis(200);
+/// Consecutive samples a process must be seen stopped before the worker is
+/// declared hung: a stop is found within `STOP_SAMPLES * STOP_POLL` (plus
+/// one poll of phase), 0.6 s.
+pub const STOP_SAMPLES: u32 = 2;
 
 /// Why a worker was taken out of service (or returned to it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,17 +66,20 @@ pub enum RecycleReason {
     ProtocolError,
     /// A worker could not be started.
     StartupFailure,
+    /// nsjail or the zygote was stopped (SIGSTOP) and did not continue.
+    Stopped,
 }
 
 impl RecycleReason {
     /// Every reason, for pre-registering metric labels.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::RunFinished,
         Self::Timeout,
         Self::MemoryLimit,
         Self::Crash,
         Self::ProtocolError,
         Self::StartupFailure,
+        Self::Stopped,
     ];
 
     /// The metrics label.
@@ -68,6 +91,7 @@ impl RecycleReason {
             Self::Crash => "crash",
             Self::ProtocolError => "protocol_error",
             Self::StartupFailure => "startup_failure",
+            Self::Stopped => "stopped",
         }
     }
 }
@@ -128,12 +152,24 @@ pub enum WorkerError {
         after: Duration,
     },
     /// The worker process died during a conversation.
-    #[error("worker {worker} died: {stderr}")]
+    #[error("worker {worker} died ({component} gone): {stderr}")]
     Crashed {
         /// Worker id.
         worker: u64,
+        /// Which process went first, as far as its exit status tells.
+        component: Component,
         /// The last lines of its stderr.
         stderr: String,
+    },
+    /// nsjail or the zygote stayed stopped (SIGSTOP) during a run.
+    #[error("worker {worker}: its {component} (pid {pid}) is stopped")]
+    Stopped {
+        /// Worker id.
+        worker: u64,
+        /// The stopped process.
+        component: Component,
+        /// Its host pid.
+        pid: u32,
     },
 }
 
@@ -148,6 +184,20 @@ impl WorkerError {
             Self::Protocol { .. } => RecycleReason::ProtocolError,
             Self::Unresponsive { .. } => RecycleReason::Timeout,
             Self::Crashed { .. } => RecycleReason::Crash,
+            Self::Stopped { .. } => RecycleReason::Stopped,
+        }
+    }
+
+    /// The process at fault, for `pyexec_worker_faults_total`, when this
+    /// error is a fault of the worker's own processes (not a start failure).
+    pub fn component(&self) -> Option<Component> {
+        match self {
+            Self::Crashed { component, .. } | Self::Stopped { component, .. } => Some(*component),
+            Self::Protocol { .. } | Self::Unresponsive { .. } => Some(Component::Zygote),
+            Self::Spawn { .. }
+            | Self::ExitedBeforeReady { .. }
+            | Self::Fatal { .. }
+            | Self::StartTimeout { .. } => None,
         }
     }
 }
@@ -185,6 +235,42 @@ pub struct Worker {
     next_run: u64,
     in_run: bool,
     broken: Option<RecycleReason>,
+    pids: Pids,
+    faults: FaultSink,
+    /// Consecutive idle checks that found a process of the jail stopped.
+    stopped_seen: AtomicU32,
+}
+
+/// Host pids of the two processes the supervisor watches.
+#[derive(Debug, Clone, Copy)]
+struct Pids {
+    nsjail: Option<u32>,
+    zygote: Option<u32>,
+}
+
+impl Pids {
+    fn each(self) -> impl Iterator<Item = (Component, u32)> {
+        [(Component::Nsjail, self.nsjail), (Component::Zygote, self.zygote)]
+            .into_iter()
+            .filter_map(|(component, pid)| pid.map(|pid| (component, pid)))
+    }
+
+    /// The first process found dead or stopped, if any.
+    fn fault(self) -> Option<(Component, u32, ProcState)> {
+        self.each().find_map(|(component, pid)| match proc_state(pid) {
+            ProcState::Running => None,
+            state => Some((component, pid, state)),
+        })
+    }
+}
+
+/// Why an idle worker must be replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdleFault {
+    /// The recycle reason (crash or stopped).
+    pub reason: RecycleReason,
+    /// The process at fault.
+    pub component: Component,
 }
 
 impl std::fmt::Debug for Worker {
@@ -199,8 +285,13 @@ impl Worker {
     /// # Errors
     /// Any [`WorkerError`] of the start-up family: the process cannot start,
     /// exits, reports `fatal`, speaks another version, or is too slow.
-    pub async fn start(id: u64, cfg: &SandboxConfig, cgroup: &CgroupPlan) -> Result<Self, WorkerError> {
-        let spawned = spawn::spawn(id, &nsjail::render(cfg, cgroup))?;
+    pub async fn start(
+        id: u64,
+        cfg: &SandboxConfig,
+        cgroup: &CgroupPlan,
+        faults: FaultSink,
+    ) -> Result<Self, WorkerError> {
+        let spawned = spawn::spawn(id, &nsjail::render(cfg, cgroup), faults.clone())?;
         let mut io = Framed::new(spawned.control, FrameCodec::new(cfg.max_frame_bytes));
         let mut child = spawned.child;
         let stderr = spawned.stderr;
@@ -237,7 +328,8 @@ impl Worker {
                 return Err(WorkerError::ExitedBeforeReady { worker: id, status, stderr: stderr.joined() });
             }
         };
-        let zygote_pid = child.id().and_then(jailed_pid);
+        let nsjail_pid = child.id();
+        let zygote_pid = nsjail_pid.and_then(jailed_pid);
         let oom_file = zygote_pid.and_then(|pid| cgroup.oom_events_file(pid));
         let cgroup_dirs = zygote_pid.map(|pid| cgroup.leaf_dirs(pid)).unwrap_or_default();
         Ok(Self {
@@ -251,6 +343,9 @@ impl Worker {
             next_run: 1,
             in_run: false,
             broken: None,
+            pids: Pids { nsjail: nsjail_pid, zygote: zygote_pid },
+            faults,
+            stopped_seen: AtomicU32::new(0),
         })
     }
 
@@ -274,6 +369,28 @@ impl Worker {
         // A run abandoned half-way (its future dropped) leaves an answer in
         // flight that would be read as the next run's: never reuse that.
         self.broken.is_none() && !self.in_run && matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The supervisor's idle check (it holds the pool's lock: no waiting
+    /// here, two small `/proc` reads). `Some` when the worker must be
+    /// replaced: a process of the jail is gone, or has been stopped for
+    /// [`STOP_SAMPLES`] consecutive checks. The fault is reported to the sink.
+    pub fn idle_fault(&self) -> Option<IdleFault> {
+        let fault = match self.pids.fault() {
+            None => {
+                self.stopped_seen.store(0, Ordering::Relaxed);
+                return None;
+            }
+            Some((component, _, ProcState::Gone)) => IdleFault { reason: RecycleReason::Crash, component },
+            Some((component, _, _)) => {
+                if self.stopped_seen.fetch_add(1, Ordering::Relaxed) + 1 < STOP_SAMPLES {
+                    return None;
+                }
+                IdleFault { reason: RecycleReason::Stopped, component }
+            }
+        };
+        (self.faults)(fault.component);
+        Some(fault)
     }
 
     /// Runs one script and returns the zygote's report. A run that fails
@@ -300,11 +417,19 @@ impl Worker {
         });
         let oom_before = self.oom_kills();
         self.in_run = true;
-        let answer = tokio::time::timeout(deadline, async {
-            self.io.send(&request).await?;
-            self.io.next().await.ok_or(ProtocolError::Closed)?
-        })
-        .await;
+        let pids = self.pids;
+        let io = &mut self.io;
+        let exchange = tokio::time::timeout(deadline, async {
+            io.send(&request).await?;
+            io.next().await.ok_or(ProtocolError::Closed)?
+        });
+        let answer = tokio::select! {
+            answer = exchange => answer,
+            (component, pid) = wait_for_stop(pids) => {
+                self.in_run = false;
+                return Err(self.fail(WorkerError::Stopped { worker: self.id, component, pid }));
+            }
+        };
         self.in_run = false;
         let mut report = match answer {
             Err(_) => return Err(self.fail(WorkerError::Unresponsive { worker: self.id, after: deadline })),
@@ -319,14 +444,18 @@ impl Worker {
             }
             Ok(Err(ProtocolError::Closed | ProtocolError::Io(_))) => {
                 tokio::time::sleep(Duration::from_millis(20)).await;
-                let crashed = WorkerError::Crashed { worker: self.id, stderr: self.stderr.joined() };
+                let component = self.who_died();
+                let crashed =
+                    WorkerError::Crashed { worker: self.id, component, stderr: self.stderr.joined() };
                 return Err(self.fail(crashed));
             }
             Ok(Err(source)) => return Err(self.fail(WorkerError::Protocol { worker: self.id, source })),
         };
         // The cgroup OOM killer sends SIGKILL, which the zygote can only
-        // report as `killed`; the counter tells the two apart.
-        if report.outcome == Outcome::Killed && self.oom_kills() > oom_before {
+        // report as `killed` (or, if it chose the run's init, `worker_lost`);
+        // the worker cgroup's own counter tells them apart.
+        let oom = self.oom_kills() > oom_before;
+        if matches!(report.outcome, Outcome::Killed | Outcome::WorkerLost) && oom {
             report.outcome = Outcome::MemoryLimit;
             report.error = Some("the run exceeded the worker's memory limit and was killed".into());
         }
@@ -335,7 +464,21 @@ impl Worker {
 
     fn fail(&mut self, error: WorkerError) -> WorkerError {
         self.broken = Some(error.reason());
+        if let Some(component) = error.component() {
+            (self.faults)(component);
+        }
         error
+    }
+
+    /// After the socket closed: nsjail killed by a signal means nsjail was
+    /// hit (the zygote dies with it); otherwise the zygote died and nsjail
+    /// exited after it.
+    fn who_died(&mut self) -> Component {
+        use std::os::unix::process::ExitStatusExt;
+        match self.child.try_wait() {
+            Ok(Some(status)) if status.signal().is_some() => Component::Nsjail,
+            _ => Component::Zygote,
+        }
     }
 
     fn oom_kills(&self) -> u64 {
@@ -390,6 +533,25 @@ async fn remove_cgroups(worker: u64, dirs: Vec<PathBuf>) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tracing::warn!(worker, "could not remove the worker's cgroup; it is swept at the next start");
+}
+
+/// Resolves once nsjail or the zygote has been seen stopped at
+/// [`STOP_SAMPLES`] consecutive samples [`STOP_POLL`] apart.
+async fn wait_for_stop(pids: Pids) -> (Component, u32) {
+    let mut seen = 0;
+    loop {
+        tokio::time::sleep(STOP_POLL).await;
+        match pids.fault() {
+            Some((component, pid, ProcState::Stopped)) => {
+                seen += 1;
+                if seen >= STOP_SAMPLES {
+                    return (component, pid);
+                }
+            }
+            // A dead process shows as a closed socket, answered there.
+            _ => seen = 0,
+        }
+    }
 }
 
 /// The host pid of nsjail's jailed child (the zygote), which names its cgroup.

@@ -18,6 +18,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::UnixStream;
 use tokio::process::{Child, ChildStderr, Command};
 
+use super::faults::{Component, FaultSink};
 use super::nsjail::CONTROL_FD;
 use super::WorkerError;
 
@@ -58,7 +59,7 @@ pub struct Spawned {
 ///
 /// # Errors
 /// When the socketpair cannot be made or the program cannot be executed.
-pub fn spawn(worker: u64, argv: &[OsString]) -> Result<Spawned, WorkerError> {
+pub fn spawn(worker: u64, argv: &[OsString], faults: FaultSink) -> Result<Spawned, WorkerError> {
     let (program, args) = argv.split_first().ok_or(WorkerError::Spawn {
         program: PathBuf::new(),
         source: std::io::Error::other("empty command line"),
@@ -106,17 +107,21 @@ pub fn spawn(worker: u64, argv: &[OsString]) -> Result<Spawned, WorkerError> {
     let control = UnixStream::from_std(ours).map_err(spawn_error)?;
     let stderr = StderrTail::default();
     if let Some(pipe) = child.stderr.take() {
-        tokio::spawn(drain_stderr(worker, pipe, stderr.clone()));
+        tokio::spawn(drain_stderr(worker, pipe, stderr.clone(), faults));
     }
     Ok(Spawned { child, control, stderr })
 }
 
 /// Reads the worker's stderr in bounded chunks: a line longer than
-/// `MAX_LINE` is cut, so a misbehaving worker cannot grow our memory.
-async fn drain_stderr(worker: u64, mut pipe: ChildStderr, tail: StderrTail) {
+/// `MAX_LINE` is cut, so a misbehaving worker cannot grow our memory. The
+/// zygote's `fault` lines (faults it absorbed below itself) are counted.
+async fn drain_stderr(worker: u64, mut pipe: ChildStderr, tail: StderrTail, faults: FaultSink) {
     const MAX_LINE: usize = 4096;
     let emit = |line: &[u8]| {
         let line = String::from_utf8_lossy(line).into_owned();
+        if let Some(component) = Component::from_log_line(&line) {
+            faults(component);
+        }
         tracing::warn!(worker, line = %line, "worker stderr");
         tail.push(line);
     };

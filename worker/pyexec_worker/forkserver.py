@@ -2,8 +2,11 @@
 
 Owns: a child of the zygote forked right after the imports, before the
 zygote has read a single request, that creates every spare and passes the
-zygote its pipe ends (SCM_RIGHTS). Must not: receive or hold any request,
-script, output or result, or the control socket.
+zygote its pipe ends (SCM_RIGHTS); and, asked for it, a copy of itself (a
+standby the zygote switches to when this one dies or hangs: the zygote
+cannot fork a new pristine server once it has seen requests). Must not:
+receive or hold any request, script, output or result, or the control
+socket.
 
 SECURITY: a fork copies the parent's whole heap, including freed memory
 that is never zeroed. If the zygote itself forked spares, run N+1 could
@@ -15,11 +18,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import sys
 from collections.abc import Callable
 
-from . import seccomp, spare
+from . import libc, seccomp, spare
 from .config import ZygoteConfig
 
 _MAX_ERROR = 2000
@@ -32,7 +36,16 @@ class ForkServerError(Exception):
 class ForkServer:
     """Zygote-side handle: ``request()`` returns the pipe ends of a new spare."""
 
-    def __init__(self, cfg: ZygoteConfig, control: socket.socket, prepare: Callable[[], None] | None = None) -> None:
+    def __init__(self, pid: int, sock: socket.socket, *, serving: bool) -> None:
+        self.pid = pid
+        self._sock = sock
+        # Whether it has said it serves (a new server first runs ``prepare``,
+        # e.g. imports matplotlib, which may take seconds on a busy host:
+        # its asks are not timed until then).
+        self.serving = serving
+
+    @classmethod
+    def start(cls, cfg: ZygoteConfig, control: socket.socket, prepare: Callable[[], None] | None = None) -> ForkServer:
         """Fork the server; in it, ``prepare`` runs first (no request seen yet)."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         sys.stdout.flush()
@@ -54,8 +67,7 @@ class ForkServer:
             finally:
                 os._exit(code)
         theirs.close()
-        self.pid = pid
-        self._sock = ours
+        return cls(pid, ours, serving=False)
 
     def fileno(self) -> int:
         """The socket to poll: readable when ``receive`` has something."""
@@ -68,10 +80,18 @@ class ForkServer:
         except OSError as exc:
             raise ForkServerError(f"fork server unreachable: {exc}") from None
 
-    def receive(self) -> spare.ZygoteEnds:
-        """Read the pipe ends of the next spare (SCM_RIGHTS).
+    def ask_standby(self) -> None:
+        """Ask for a copy of this server; it arrives later through ``receive``."""
+        try:
+            self._sock.send(b"f")
+        except OSError as exc:
+            raise ForkServerError(f"fork server unreachable: {exc}") from None
 
-        Its run init is already our child (CLONE_PARENT), ours alone to reap.
+    def receive(self) -> spare.ZygoteEnds | ForkServer | None:
+        """Read the next answer: a spare's pipe ends, a standby server, or
+        None for the server's first message (it now serves).
+
+        Either is already our child (CLONE_PARENT), ours alone to reap.
         """
         try:
             msg, fds, _flags, _addr = socket.recv_fds(self._sock, _MAX_ERROR + 16, 5)
@@ -79,6 +99,11 @@ class ForkServer:
             raise ForkServerError(f"fork server unreachable: {exc}") from None
         if msg == b"s" and len(fds) == 5:
             return spare.ZygoteEnds(*fds)
+        if msg == b"r" and not fds:
+            self.serving = True
+            return None
+        if msg.startswith(b"f") and len(fds) == 1 and msg[1:].isdigit():
+            return ForkServer(int(msg[1:]), socket.socket(fileno=fds[0]), serving=True)
         for fd in fds:
             os.close(fd)
         if msg.startswith(b"e"):
@@ -88,13 +113,24 @@ class ForkServer:
     def request(self) -> spare.ZygoteEnds:
         """Ask for one spare and block until its ends arrive (start-up only)."""
         self.ask()
-        return self.receive()
+        ends = self.receive()
+        while ends is None:
+            ends = self.receive()
+        if not isinstance(ends, spare.ZygoteEnds):
+            raise ForkServerError("fork server sent a standby where a spare was asked for")
+        return ends
 
     def close(self) -> None:
         """Stop the fork server (EOF on its socket) and reap it."""
         self._sock.close()
         with contextlib.suppress(ChildProcessError):
             os.waitpid(self.pid, 0)
+
+    def kill(self) -> None:
+        """Kill a dead or hung fork server at once and reap it."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+        self.close()
 
 
 def _serve(cfg: ZygoteConfig, sock: socket.socket) -> None:
@@ -104,9 +140,14 @@ def _serve(cfg: ZygoteConfig, sock: socket.socket) -> None:
     # raises and reports it.
     with contextlib.suppress(seccomp.SeccompError):
         seccomp.prepare(cfg.seccomp_bpf)
+    sock.send(b"r")  # prepared: from now on the zygote times our answers
     while True:
-        if not sock.recv(16):
+        command = sock.recv(16)
+        if not command:
             return
+        if command == b"f":
+            sock = _fork_standby(sock)
+            continue
         try:
             _pid, ends = spare.fork_spare(cfg, uid, gid, sock)
         except OSError as exc:
@@ -117,3 +158,33 @@ def _serve(cfg: ZygoteConfig, sock: socket.socket) -> None:
         finally:
             for fd in ends.as_list():
                 os.close(fd)
+
+
+def _fork_standby(sock: socket.socket) -> socket.socket:
+    """Clone a copy of this server (the zygote's child); return the socket to serve.
+
+    In the parent that is ``sock`` again, in the copy a fresh socket whose
+    other end went to the zygote. Both are pristine: neither ever held a
+    request.
+    """
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        pid = libc.clone(libc.CLONE_PARENT)
+    except OSError as exc:
+        ours.close()
+        theirs.close()
+        sock.send(b"e" + f"fork of a standby fork server failed: {exc}".encode()[:_MAX_ERROR])
+        return sock
+    if pid == 0:
+        # SECURITY: the copy keeps only its own socket (and 0-2), as the
+        # first server did.
+        sock.detach()
+        theirs.detach()
+        spare.close_fds_except({0, 1, 2, ours.fileno()})
+        return ours
+    ours.close()
+    try:
+        socket.send_fds(sock, [b"f%d" % pid], [theirs.fileno()])
+    finally:
+        theirs.close()
+    return sock

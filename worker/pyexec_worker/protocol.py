@@ -29,6 +29,7 @@ OUTCOMES = (
     "timeout",
     "memory_limit",
     "killed",
+    "worker_lost",
 )
 
 

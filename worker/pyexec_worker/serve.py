@@ -17,6 +17,7 @@ import platform
 import select
 import socket
 import sys
+import time
 from collections import deque
 
 import numpy
@@ -27,10 +28,13 @@ from .config import ZygoteConfig, parse_args
 from .forkserver import ForkServer, ForkServerError
 from .pools import SparePool
 from .protocol import FrameReader, Ping, ProtocolError, RunRequest, RunResult
-from .session import Spare, SpareError
+from .session import Spare, SpareError, log_fault
 from .warmup import warm_up
 
 SPARE_READY_TIMEOUT_S = 10.0
+# Spares one request may try when each dies or hangs before its user code
+# starts (killed, stopped); then the request is answered ``worker_lost``.
+RUN_ATTEMPTS = 3
 # Spares with matplotlib warm each worker keeps (runs that may draw).
 PLOTTING_SPARES = 1
 # How often to retry reaping killed runs while some are still dying.
@@ -52,10 +56,10 @@ class Zygote:
         self.reader = FrameReader(cfg.max_frame_bytes)
         self.pending: deque[RunRequest | Ping] = deque()
         self.dying: set[int] = set()  # killed run inits not yet reaped
-        self.plain = SparePool("plain", ForkServer(cfg, control), cfg.spares, self.retire)
+        self.plain = SparePool("plain", ForkServer.start(cfg, control), cfg.spares, self.retire)
         self.plotting: SparePool | None = None
         if figures.available():
-            forks = ForkServer(cfg, control, prepare=figures.prepare_plotting_fork_server)
+            forks = ForkServer.start(cfg, control, prepare=figures.prepare_plotting_fork_server)
             self.plotting = SparePool("plotting", forks, PLOTTING_SPARES, self.retire)
         self.pools = [pool for pool in (self.plain, self.plotting) if pool is not None]
 
@@ -110,21 +114,39 @@ class Zygote:
                 self.dying.discard(pid)
 
     def wait(self) -> None:
-        """Handle control input, fork-server replies and spare set-up."""
+        """Handle control input, fork-server replies, spare set-up and faults.
+
+        Ready spares and standby fork servers are watched too: one that dies
+        while it waits is replaced now, not found dead by the next request.
+        """
         poller = select.poll()
         poller.register(self.control.fileno(), select.POLLIN)
         fork_servers = {pool.forks.fileno(): pool for pool in self.pools}
+        standbys = {pool.standby.fileno(): pool for pool in self.pools if pool.standby is not None}
         building = {fd: pool for pool in self.pools for fd in pool.building}
-        for fd in (*fork_servers, *building):
+        ready = {spare.status.fd: (pool, spare) for pool in self.pools for spare in pool.ready}
+        for fd in (*fork_servers, *standbys, *building, *ready):
             poller.register(fd, select.POLLIN)
-        timeout_ms = REAP_POLL_MS if self.dying else -1
+        deadlines = [d for pool in self.pools if (d := pool.next_deadline()) is not None]
+        timeout_ms = -1.0
+        if deadlines:
+            timeout_ms = max(0.0, (min(deadlines) - time.monotonic()) * 1000) + 1
+        if self.dying:
+            timeout_ms = REAP_POLL_MS if timeout_ms < 0 else min(timeout_ms, REAP_POLL_MS)
         for fd, _events in poller.poll(timeout_ms):
             if fd == self.control.fileno():
                 self.on_control()
             elif fd in fork_servers:
                 fork_servers[fd].on_fork_server()
+            elif fd in standbys:
+                standbys[fd].on_standby()
             elif fd in building and fd in building[fd].building:
                 building[fd].on_spare_status(building[fd].building[fd])
+            elif fd in ready:
+                ready[fd][0].on_ready_status(ready[fd][1])
+        now = time.monotonic()
+        for pool in self.pools:
+            pool.check_hangs(now)
         self.reap_dying()
 
     def pool_for(self, req: RunRequest) -> SparePool:
@@ -142,18 +164,25 @@ class Zygote:
     # --- runs ----------------------------------------------------------------
 
     def serve_run(self, req: RunRequest) -> RunResult:
-        """Run ``req`` on a ready spare (a second one if the first broke)."""
+        """Run ``req`` on a ready spare; another one if it fails before user code.
+
+        A spare that dies or hangs before its runner says ``start`` ran no
+        user code, so the request silently moves to the next spare. After
+        ``RUN_ATTEMPTS`` such failures the answer is ``worker_lost`` (the
+        supervisor retries on another worker).
+        """
         pool = self.pool_for(req)
-        for attempt in (1, 2):
+        why = ""
+        for _attempt in range(RUN_ATTEMPTS):
             spare = self.take_spare(pool)
             try:
                 return session.run(spare, req, self.control.fileno(), self.on_control)
-            except SpareError:
-                if attempt == 2:
-                    raise
+            except SpareError as exc:
+                why = str(exc)
+                log_fault("spare", f"{pool.name} spare lost before its run started, retrying: {why}")
             finally:
                 self.retire(spare)
-        raise AssertionError("unreachable")
+        return session.lost_result(req, f"the service lost {RUN_ATTEMPTS} sandboxes before the run started: {why}")
 
     def loop(self) -> int:
         while True:

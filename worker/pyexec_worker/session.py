@@ -13,6 +13,7 @@ import contextlib
 import os
 import select
 import signal
+import sys
 import time
 from collections.abc import Callable
 
@@ -27,6 +28,20 @@ from .spare import ZygoteEnds
 RESULT_SLACK = 256 * 1024
 # How long a run may take to die once its init is gone or killed.
 TEARDOWN_GRACE_S = 5.0
+# How long a spare's runner may take to take its request and say ``start``.
+# It is waiting in poll(2) for it: only a stopped (SIGSTOP) or dying runner
+# takes longer. Then no user code ran, and the request goes to another spare.
+START_TIMEOUT_S = 1.5
+
+
+def log_fault(component: str, what: str) -> None:
+    """One stderr line the supervisor counts in ``pyexec_worker_faults_total``.
+
+    ``component`` is ``fork_server`` or ``spare``: a fault of a process below
+    the zygote that the zygote absorbed (or, for a run init killed from
+    outside, answered ``worker_lost``).
+    """
+    print(f"pyexec zygote: fault {component}: {what}", file=sys.stderr, flush=True)
 
 
 class SpareError(Exception):
@@ -48,6 +63,7 @@ class Spare:
         self.exit_max_rss_kib: int | None = None
         self._reaped = False
         self._runner_ready = False
+        self.reported_error = False  # an ``error`` line, not a silent death
         self._open = set(ends.as_list())
 
     def close(self, fd: int) -> None:
@@ -115,8 +131,20 @@ class Spare:
             if len(fields) == 3:
                 self.exit_cpu_us, self.exit_max_rss_kib = fields[1], fields[2]
         elif word == "error":
+            self.reported_error = True
             raise SpareError(rest)
         return word
+
+    def poll_idle(self) -> bool:
+        """A ready spare's status fd polled readable: read it; False if it died.
+
+        A waiting runner writes nothing; an ``exit`` or ``error`` line, or
+        EOF (the init is gone), means the spare is dead.
+        """
+        with contextlib.suppress(SpareError, ValueError):
+            for line in self.status.read_lines():
+                self.status_line(line)
+        return self.exit_status is None and not self.status.eof and not self.reported_error
 
     def kill(self) -> None:
         """SIGKILL the run init: the kernel then kills its whole pid namespace."""
@@ -141,7 +169,11 @@ class Spare:
 
 
 def hand_off(spare: Spare, req: RunRequest) -> None:
-    """Send the request to the runner and close the pipe (= end of request)."""
+    """Send the request to the runner and close the pipe (= end of request).
+
+    Raises ``SpareError`` when the runner is gone or does not read it within
+    ``START_TIMEOUT_S`` (a stopped runner must not wedge the zygote).
+    """
     payload = msgpack.packb(
         {
             "script": req.script,
@@ -155,9 +187,19 @@ def hand_off(spare: Spare, req: RunRequest) -> None:
         use_bin_type=True,
     )
     view = memoryview(payload)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    os.set_blocking(spare.ends.request, False)
+    poller = select.poll()
+    poller.register(spare.ends.request, select.POLLOUT)
     try:
         while view:
-            view = view[os.write(spare.ends.request, view) :]
+            try:
+                view = view[os.write(spare.ends.request, view) :]
+            except BlockingIOError:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise SpareError(f"the runner did not read its request in {START_TIMEOUT_S:g} s") from None
+                poller.poll(remaining * 1000)
     except BrokenPipeError:
         raise SpareError("the spare's runner died before its request") from None
     finally:
@@ -212,14 +254,19 @@ class _Watch:
 def run(spare: Spare, req: RunRequest, control_fd: int, on_control: Callable[[], None]) -> RunResult:
     """Serve ``req`` with ``spare``; ``on_control`` handles control-socket input."""
     started = time.monotonic()
-    oom_before = verdict.oom_kills()
     hand_off(spare, req)
     deadline = started + req.timeout_ms / 1000
+    start_by = time.monotonic() + START_TIMEOUT_S
     watch = _Watch(spare, req, control_fd)
     timed_out = False
     killed_at: float | None = None
     while not spare.status.eof and not watch.complete():
         now = time.monotonic()
+        if spare.start_cpu_us is None and now >= start_by:
+            # No ``start``: the runner is stopped or dying, and no user code
+            # ran. Another spare takes the request.
+            spare.kill()
+            raise SpareError(f"the spare's runner did not start within {START_TIMEOUT_S:g} s")
         if killed_at is None and now >= deadline:
             # SECURITY: SIGKILL to pid 1 of the run's pid namespace kills
             # every process of the run, sleeping or spinning alike.
@@ -228,26 +275,32 @@ def run(spare: Spare, req: RunRequest, control_fd: int, on_control: Callable[[],
             killed_at = now
         if killed_at is not None and now - killed_at > TEARDOWN_GRACE_S:
             break  # cannot happen short of a kernel bug; do not hang
-        watch.step(deadline - now if killed_at is None else 0.05, on_control)
+        wait = deadline - now if killed_at is None else 0.05
+        if spare.start_cpu_us is None:
+            wait = min(wait, start_by - now)
+        watch.step(wait, on_control)
     ended = time.monotonic()
     exit_status = spare.exit_status
     if spare.status.eof:
         spare.reap()  # the init is gone, so are all writers: drain to EOF
         watch.drain()
+        if spare.start_cpu_us is None and not timed_out:
+            # The runner died before it said ``start``: no user code ran.
+            raise SpareError("the spare died before its run started")
     else:
         # Complete early: whatever the run still does is cut off now; the
         # caller reaps the init after replying (off the critical path).
         spare.kill()
         exit_status = 0 if exit_status is None else exit_status
-    oom = exit_status is not None and os.WIFSIGNALED(exit_status) and verdict.oom_kills() > oom_before
     message = verdict.RunnerMessage(None if watch.res.truncated else bytes(watch.res.data))
     outcome, result, error, tb = verdict.decide(
         timed_out=timed_out,
         exit_status=exit_status,
         message=message,
-        oom=oom,
         req=req,
     )
+    if outcome == "worker_lost":
+        log_fault("spare", f"the run init (pid {spare.init_pid}) vanished during the run")
     run_usage, figures, figures_truncated = verdict.extras(message, outcome, req)
     if run_usage is None:
         run_usage = usage.from_exit(
@@ -270,3 +323,8 @@ def run(spare: Spare, req: RunRequest, control_fd: int, on_control: Callable[[],
         figures=figures,
         figures_truncated=figures_truncated,
     )
+
+
+def lost_result(req: RunRequest, error: str) -> RunResult:
+    """The answer when no spare could take ``req``: not the script's verdict."""
+    return RunResult(id=req.id, outcome="worker_lost", error=error)

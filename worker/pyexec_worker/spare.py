@@ -148,11 +148,14 @@ def _run_runner(ends: ChildEnds) -> None:
         _report(ends.status, "ready")
         idlewalk.wait_for_request(ends.request)
         request = _read_all(ends.request)
+        # Closed before "start": a runner that still holds its request pipe
+        # has not said "start" (the fault suite relies on this to tell a
+        # waiting runner from a running one).
+        os.close(ends.request)
         meter = usage.Meter()
         _report(ends.status, f"start {meter.cpu_start_us}")
         # SECURITY: user code must not be able to forge "exit" lines.
         os.close(ends.status)
-        os.close(ends.request)
     except BaseException as exc:
         _report(ends.status, f"error runner: {exc}")
         os._exit(1)

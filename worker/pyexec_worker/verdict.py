@@ -1,10 +1,16 @@
 """Decide a run's outcome from what the zygote observed.
 
-Owns: the mapping (deadline hit, runner wait status, runner message, OOM
-evidence) -> (outcome, result, error, traceback), and validating the runner
-message as untrusted input (user code can write anything to the result
-pipe, or close it). Must not: raise on any input; do I/O except reading
-the host-wide OOM-kill counter.
+Owns: the mapping (deadline hit, runner wait status, runner message) ->
+(outcome, result, error, traceback), and validating the runner message as
+untrusted input (user code can write anything to the result pipe, or close
+it). Must not: raise on any input, or do I/O.
+
+A runner killed by SIGKILL is ``killed`` here; the supervisor turns it into
+``memory_limit`` when the worker cgroup's own ``oom_kill`` counter rose
+during the run (a host-wide counter would blame a run for an OOM kill
+anywhere on the node). A run init that vanished without reporting its
+runner's end is ``worker_lost``: nothing inside the run can kill its pid
+namespace's init (pid_namespaces(7)), so that was done from outside.
 """
 
 from __future__ import annotations
@@ -27,18 +33,6 @@ RUNNER_OUTCOMES = frozenset(
 MAX_TEXT = 128 * 1024
 
 Verdict = tuple[str, "bytes | None", "str | None", "str | None"]
-
-
-def oom_kills() -> int:
-    """The host-wide ``oom_kill`` count from /proc/vmstat (0 if unknown)."""
-    try:
-        with open("/proc/vmstat", "rb") as f:
-            for line in f:
-                if line.startswith(b"oom_kill "):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return 0
 
 
 def _signal_name(sig: int) -> str:
@@ -70,18 +64,16 @@ class RunnerMessage:
                 self.fields = fields
 
 
-def decide(*, timed_out: bool, exit_status: int | None, message: RunnerMessage, oom: bool, req: RunRequest) -> Verdict:
+def decide(*, timed_out: bool, exit_status: int | None, message: RunnerMessage, req: RunRequest) -> Verdict:
     """The verdict of one run."""
     if timed_out:
         return "timeout", None, f"the run exceeded its timeout of {req.timeout_ms / 1000:g} s", None
     if exit_status is None:
-        return "killed", None, "the run's init died before reporting", None
+        return "worker_lost", None, "the service lost the run's sandbox (its init was killed from outside)", None
     if os.WIFSIGNALED(exit_status):
         sig = os.WTERMSIG(exit_status)
         if sig == signal.SIGXCPU:
             return "timeout", None, "the run exceeded its CPU time limit", None
-        if sig == signal.SIGKILL and oom:
-            return "memory_limit", None, "the run was killed by the out-of-memory killer", None
         return "killed", None, f"the run was killed by {_signal_name(sig)}", None
     code = os.WEXITSTATUS(exit_status)
     if message.raw is None:

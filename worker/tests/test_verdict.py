@@ -17,8 +17,8 @@ def status_of_signal(sig):
     return sig  # wait status for "killed by sig" without core dump
 
 
-def verdict(message, exit_status=EXITED_0, timed_out=False, oom=False):
-    return decide(timed_out=timed_out, exit_status=exit_status, message=RunnerMessage(message), oom=oom, req=REQ)
+def verdict(message, exit_status=EXITED_0, timed_out=False):
+    return decide(timed_out=timed_out, exit_status=exit_status, message=RunnerMessage(message), req=REQ)
 
 
 def pack(**fields):
@@ -36,7 +36,6 @@ def test_timeout_wins():
 
 def test_signals():
     assert verdict(b"", status_of_signal(signal.SIGKILL))[0] == "killed"
-    assert verdict(b"", status_of_signal(signal.SIGKILL), oom=True)[0] == "memory_limit"
     assert verdict(b"", status_of_signal(signal.SIGXCPU))[0] == "timeout"
     assert "SIGSEGV" in verdict(b"", status_of_signal(signal.SIGSEGV))[2]
     assert os.WIFSIGNALED(status_of_signal(signal.SIGKILL))
@@ -46,7 +45,21 @@ def test_no_message_is_killed():
     outcome, _, error, _ = verdict(b"", 3 << 8)
     assert outcome == "killed" and "status 3" in error
     assert verdict(None)[0] == "killed"
-    assert verdict(b"", None)[0] == "killed"
+
+
+def test_vanished_init_is_the_worker_lost_not_the_script():
+    # Nothing inside a run can kill its pid namespace's init: whoever did
+    # it was outside (an operator, the node): not the script's verdict.
+    outcome, _, error, _ = verdict(b"", None)
+    assert outcome == "worker_lost" and "lost" in error
+
+
+def test_sigkill_is_killed_whatever_the_host_oom_counter_says():
+    # The verdict no longer reads /proc/vmstat: an OOM kill elsewhere on the
+    # node must not turn this run's SIGKILL into memory_limit (the supervisor
+    # decides that from the worker cgroup's own counter).
+    assert verdict(b"", status_of_signal(signal.SIGKILL))[0] == "killed"
+    assert not hasattr(__import__("pyexec_worker.verdict").verdict, "oom_kills")
 
 
 @pytest.mark.parametrize(
