@@ -324,8 +324,11 @@ impl Worker {
             Ok(Err(source)) => return Err(self.fail(WorkerError::Protocol { worker: self.id, source })),
         };
         // The cgroup OOM killer sends SIGKILL, which the zygote can only
-        // report as `killed`; the counter tells the two apart.
-        if report.outcome == Outcome::Killed && self.oom_kills() > oom_before {
+        // report as `killed`; the counter tells the two apart. A worker runs
+        // one script at a time, so an OOM kill in its cgroup during the run
+        // is the run's doing even when main() still returned (it killed only
+        // some of the run's children): that, too, is `memory_limit`.
+        if matches!(report.outcome, Outcome::Killed | Outcome::Ok) && self.oom_kills() > oom_before {
             report.outcome = Outcome::MemoryLimit;
             report.error = Some("the run exceeded the worker's memory limit and was killed".into());
         }
