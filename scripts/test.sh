@@ -5,7 +5,8 @@
 # service against its OpenAPI spec (schemathesis), a bounded run of each
 # fuzz target, the worker's Python tests, the observability checks against
 # a real Prometheus, the k6 smoke test, the benchmark in quick mode, the
-# Kubernetes manifest validation and the container build-and-run.
+# Kubernetes manifest validation, the cgroup-v2 VM (tests/vm, see
+# docs/cgroups.md) and the container build-and-run.
 #
 # PYEXEC_SKIP_CONTAINER=1 skips the container step (it needs podman and
 # takes a few minutes the first time). PYEXEC_FUZZ_SECS sets the time of
@@ -65,6 +66,7 @@ step "observability (promtool, Prometheus, dashboard schema)" tests/ops/check-ob
 step "k6 smoke" load-tests/run.sh smoke "$binary"
 step "benchmark (quick)" "$tools/python" bench/run.py --quick --binary "$binary"
 step "kubernetes manifests" tests/container/validate-manifests.sh
+step "cgroup v2 VM (qemu TCG, pod-like cgroup namespace)" tests/vm/run.sh "$binary"
 if [ "${PYEXEC_SKIP_CONTAINER:-0}" != 1 ]; then
   step "container build and run" tests/container/build-and-run.sh "$binary"
 fi
