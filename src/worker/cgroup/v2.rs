@@ -67,8 +67,10 @@ fn write(path: PathBuf, text: &str) -> std::io::Result<()> {
 /// its parent does not delegate memory and pids, it holds processes that
 /// are not ours, or a write is refused (not root?).
 pub fn prepare(fs_root: &Path, parent: Option<&Path>) -> Result<PathBuf, CgroupError> {
-    let own = own_cgroup()?;
-    let chosen = parent.map_or_else(|| own.clone(), Path::to_path_buf);
+    let (chosen, ours) = match parent {
+        Some(parent) => (parent.to_path_buf(), own_cgroup().is_ok_and(|own| own == parent)),
+        None => (own_cgroup()?, true),
+    };
     let dir = under(fs_root, &chosen);
     if !dir.is_dir() {
         return Err(CgroupError::Delegate {
@@ -97,7 +99,7 @@ pub fn prepare(fs_root: &Path, parent: Option<&Path>) -> Result<PathBuf, CgroupE
     let request = CONTROLLERS.map(|c| format!("+{c}")).join(" ");
     match write(control.clone(), &request) {
         Ok(()) => return Ok(dir),
-        Err(error) if error.raw_os_error() == Some(libc::EBUSY) && chosen == own => {}
+        Err(error) if error.raw_os_error() == Some(libc::EBUSY) && ours => {}
         Err(error) if error.raw_os_error() == Some(libc::EBUSY) => {
             return Err(CgroupError::Delegate {
                 path: dir,
@@ -169,11 +171,12 @@ mod tests {
     #[test]
     fn missing_controllers_are_named_with_the_fix() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let own = own_cgroup().expect("this host has a cgroup v2 entry");
-        let parent = under(dir.path(), &own);
+        let parent = dir.path().join("kubepods/pod1");
         std::fs::create_dir_all(&parent).expect("mkdir");
         std::fs::write(parent.join("cgroup.controllers"), "cpu io\n").expect("write");
-        let error = prepare(dir.path(), None).expect_err("no memory controller").to_string();
+        let error = prepare(dir.path(), Some(Path::new("/kubepods/pod1")))
+            .expect_err("no memory controller")
+            .to_string();
         assert!(error.contains("memory and pids"), "{error}");
         assert!(error.contains("+memory +pids"), "{error}");
     }
