@@ -176,7 +176,10 @@ def main() -> int:
     leaf = next(iter(found.values())) if found else ""
     if leaf:
         mem, pids = read(f"{leaf}/memory.max").strip(), read(f"{leaf}/pids.max").strip()
-        check("worker leaf has memory and pids limits", mem != "max" and pids != "max",
+        # The worker cap: --max-memory-mib + 512 MiB + the 64 MiB /tmp; pids
+        # 4 x --max-processes (32) + 16.
+        want_mem, want_pids = (MAX_MEMORY_MIB + 512 + 64) << 20, 4 * 32 + 16
+        check("worker leaf has memory and pids limits", mem == str(want_mem) and pids == str(want_pids),
               f"{leaf.removeprefix(CG)} memory.max={mem} pids.max={pids}")
     else:
         check("worker leaf has memory and pids limits", False, f"no NSJAIL.* under {POD}")
