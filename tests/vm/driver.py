@@ -79,14 +79,14 @@ def http(method: str, path: str, body: dict | None = None, timeout: float = 120)
         return status, raw
 
 
-def execute(script: str, **limits: float) -> tuple[int, dict, float]:
+def execute(script: str, wait: float = 120, **limits: float) -> tuple[int, dict, float]:
     started = time.monotonic()
-    status, body = http("POST", "/execute", {"script": script, **limits})
+    status, body = http("POST", "/execute", {"script": script, **limits}, timeout=wait)
     return status, body if isinstance(body, dict) else {"raw": body}, time.monotonic() - started
 
 
-def verdict(name: str, script: str, want: tuple[int, str | None], **limits: float) -> dict:
-    status, body, took = execute(script, **limits)
+def verdict(name: str, script: str, want: tuple[int, str | None], wait: float = 120, **limits: float) -> dict:
+    status, body, took = execute(script, wait, **limits)
     kind = body.get("kind")
     ok = status == want[0] and (want[1] is None or kind == want[1])
     check(name, ok, f"{status} {kind or ''} in {took:.1f} s {str(body)[:160] if not ok else ''}")
@@ -132,7 +132,7 @@ def main() -> int:
         "PYEXEC_WORKER_START_TIMEOUT_SECS": "240",
         "PYEXEC_MAX_TIMEOUT_SECS": "120",
         "PYEXEC_DEFAULT_TIMEOUT_SECS": "60",
-        "PYEXEC_QUEUE_TIMEOUT_SECS": "120",
+        "PYEXEC_QUEUE_TIMEOUT_SECS": "200",
         "PYEXEC_CGROUP": "v2",
         "NO_COLOR": "1",
     }
@@ -218,7 +218,16 @@ def main() -> int:
     if nsjails:
         os.kill(nsjails[0], signal.SIGKILL)
     time.sleep(1)
-    verdict("request after the worker was killed", "def main():\n    return 'new worker'", (200, None))
+    try:
+        # It waits for the replacement to import numpy and pandas (~30 s here).
+        verdict("request after the worker was killed", "def main():\n    return 'new worker'", (200, None), wait=230)
+    except TimeoutError:
+        check("request after the worker was killed", False, "no answer in 230 s")
+        for leaf_dir in [f"{POD}/supervisor", *leaves().values()]:
+            for pid in read(f"{leaf_dir}/cgroup.procs").split():
+                cmd = read(f"/proc/{pid}/cmdline").replace("\0", " ")[:120] if os.path.exists(f"/proc/{pid}") else "?"
+                state = read(f"/proc/{pid}/stat").split()[2] if os.path.exists(f"/proc/{pid}") else "?"
+                print(f"[driver] {leaf_dir.removeprefix(CG)} pid {pid} {state} {cmd}", flush=True)
 
     def new_leaves_only() -> set[str] | None:
         now = set(leaves())
