@@ -197,7 +197,8 @@ def main() -> int:
                 "                time.sleep(2)\n            finally:\n                os._exit(0)\n"
                 "    while True:\n        try:\n            os.wait()\n        except ChildProcessError:\n"
                 "            return 'children done'")
-    body = verdict("24 forked children of 200 MiB", children, (422, "memory_limit"), memory=MAX_MEMORY_MIB, timeout=90)
+    body = verdict("24 forked children of 200 MiB", children, (422, "memory_limit"),
+                   wait=200, memory=MAX_MEMORY_MIB, timeout=180)
     after = oom_kills(leaf) if leaf and os.path.exists(leaf) else -1
     check("OOM kills counted in the worker leaf's memory.events", after > before, f"oom_kill {before} -> {after}")
     bomb = ("import os\ndef main():\n    n = 0\n    try:\n        while True:\n            if os.fork() == 0:\n"
