@@ -63,7 +63,7 @@ def enter_pod() -> None:
     write(f"{POD}/cgroup.procs", "0")
 
 
-def http(method: str, path: str, body: dict | None = None, timeout: float = 120) -> tuple[int, dict | str]:
+def http(method: str, path: str, body: dict | None = None, timeout: float = 240) -> tuple[int, dict | str]:
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(f"http://{ADDR}{path}", data=data, method=method)
     if data is not None:
@@ -79,13 +79,13 @@ def http(method: str, path: str, body: dict | None = None, timeout: float = 120)
         return status, raw
 
 
-def execute(script: str, wait: float = 120, **limits: float) -> tuple[int, dict, float]:
+def execute(script: str, wait: float = 240, **limits: float) -> tuple[int, dict, float]:
     started = time.monotonic()
     status, body = http("POST", "/execute", {"script": script, **limits}, timeout=wait)
     return status, body if isinstance(body, dict) else {"raw": body}, time.monotonic() - started
 
 
-def verdict(name: str, script: str, want: tuple[int, str | None], wait: float = 120, **limits: float) -> dict:
+def verdict(name: str, script: str, want: tuple[int, str | None], wait: float = 240, **limits: float) -> dict:
     status, body, took = execute(script, wait, **limits)
     kind = body.get("kind")
     ok = status == want[0] and (want[1] is None or kind == want[1])
@@ -130,7 +130,7 @@ def main() -> int:
         "PYEXEC_SPARES_PER_WORKER": "1",
         "PYEXEC_MAX_MEMORY_MIB": str(MAX_MEMORY_MIB),
         "PYEXEC_WORKER_START_TIMEOUT_SECS": "240",
-        "PYEXEC_MAX_TIMEOUT_SECS": "120",
+        "PYEXEC_MAX_TIMEOUT_SECS": "300",
         "PYEXEC_DEFAULT_TIMEOUT_SECS": "60",
         "PYEXEC_QUEUE_TIMEOUT_SECS": "200",
         "PYEXEC_CGROUP": "v2",
