@@ -5,8 +5,9 @@
 # service against its OpenAPI spec (schemathesis), a bounded run of each
 # fuzz target, the worker's Python tests, the observability checks against
 # a real Prometheus, the k6 smoke test, the benchmark in quick mode, the
-# Kubernetes manifest validation, the container build (from source) and
-# run, and the GKE Deployment started with `podman kube play`.
+# Kubernetes manifest validation, the cgroup-v2 VM (tests/vm, see
+# docs/cgroups.md), the container build (from source) and run, and the GKE
+# Deployment started with `podman kube play`.
 #
 # PYEXEC_SKIP_CONTAINER=1 skips the container step (it needs podman and
 # takes a few minutes the first time). PYEXEC_FUZZ_SECS sets the time of
@@ -67,6 +68,7 @@ step "k6 smoke" load-tests/run.sh smoke "$binary"
 step "benchmark (quick)" "$tools/python" bench/run.py --quick --binary "$binary"
 step "fault injection (SIGKILL/SIGSTOP of nsjail, zygote, fork server, spare, runner under load; 40 s)" "$tools/python" bench/faults.py --binary "$binary"
 step "kubernetes manifests" tests/container/validate-manifests.sh
+step "cgroup v2 VM (qemu TCG, pod-like cgroup namespace)" tests/vm/run.sh "$binary"
 if [ "${PYEXEC_SKIP_CONTAINER:-0}" != 1 ]; then
   step "container build from source and run" tests/container/build-and-run.sh
   step "kubernetes pod (podman kube play of the GKE Deployment)" tests/container/kube-play.sh

@@ -126,6 +126,14 @@ pub struct Flags {
     /// cgroup backstop for each worker's memory and process count.
     #[arg(long, env = "PYEXEC_CGROUP", value_enum, default_value_t = CgroupMode::Auto)]
     pub cgroup: CgroupMode,
+    /// cgroup v2 only: the cgroup under which the workers' cgroups are made,
+    /// as a path in pyexec's cgroup namespace (as /proc/self/cgroup shows it,
+    /// e.g. /kubepods/pod1). Default: the cgroup pyexec runs in (in a
+    /// Kubernetes pod, the container's); pyexec then first moves its own
+    /// processes into its `supervisor` child, as cgroup v2 allows no
+    /// processes in a cgroup whose controllers are enabled for children.
+    #[arg(long, env = "PYEXEC_CGROUP_PARENT")]
+    pub cgroup_parent: Option<PathBuf>,
     /// Size of each run's private /tmp, in MiB.
     #[arg(long, env = "PYEXEC_TMP_SIZE_MIB", default_value_t = 64)]
     pub tmp_size_mib: u64,
@@ -155,6 +163,12 @@ pub struct Flags {
     /// Log format.
     #[arg(long, env = "PYEXEC_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+/// An absolute cgroup path with no `..` or `.` component.
+fn valid_cgroup_path(path: &std::path::Path) -> bool {
+    use std::path::Component;
+    path.is_absolute() && path.components().all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
 }
 
 /// A flag whose value parsed but makes no sense.
@@ -251,6 +265,8 @@ pub struct SandboxConfig {
     pub worker_dir: PathBuf,
     /// cgroup backstop selection.
     pub cgroup: CgroupMode,
+    /// cgroup v2: where the workers' cgroups go (`None`: pyexec's own).
+    pub cgroup_parent: Option<PathBuf>,
     /// Size of each run's /tmp.
     pub tmp_size_bytes: u64,
     /// RLIMIT_NPROC of a run.
@@ -426,6 +442,18 @@ impl Flags {
                 python: self.sandbox_python,
                 worker_dir: self.worker_dir,
                 cgroup: self.cgroup,
+                cgroup_parent: match self.cgroup_parent {
+                    Some(path) if !valid_cgroup_path(&path) => {
+                        return Err(ConfigError::new(
+                            "cgroup-parent",
+                            format!(
+                                "{} must be an absolute path without '..', e.g. /kubepods/pod1",
+                                path.display()
+                            ),
+                        ))
+                    }
+                    other => other,
+                },
                 tmp_size_bytes,
                 max_processes: positive("max-processes", self.max_processes)?,
                 max_open_files: positive("max-open-files", self.max_open_files)?.max(16),
@@ -573,5 +601,11 @@ mod tests {
     fn unparseable_values_are_clap_errors() {
         assert!(Flags::try_parse_from(["pyexec", "--listen", "nonsense"]).is_err());
         assert!(Flags::try_parse_from(["pyexec", "--cgroup", "v3"]).is_err());
+        for bad in ["kubepods/pod1", "/kubepods/../x"] {
+            let flags = Flags::try_parse_from(["pyexec", "--cgroup-parent", bad]).expect("parses");
+            assert_eq!(flags.validate().expect_err(bad).flag, "cgroup-parent");
+        }
+        let flags = Flags::try_parse_from(["pyexec", "--cgroup-parent", "/kubepods/pod1"]).expect("parses");
+        assert_eq!(flags.validate().expect("valid").sandbox.cgroup_parent, Some("/kubepods/pod1".into()));
     }
 }

@@ -144,7 +144,11 @@ fn check_paths(config: &Config) -> anyhow::Result<()> {
 
 async fn run(config: Config) -> anyhow::Result<()> {
     check_paths(&config)?;
-    let cgroup = CgroupPlan::detect(config.sandbox.cgroup, std::path::Path::new("/sys/fs/cgroup"))?;
+    let cgroup = CgroupPlan::detect(
+        config.sandbox.cgroup,
+        std::path::Path::new("/sys/fs/cgroup"),
+        config.sandbox.cgroup_parent.as_deref(),
+    )?;
     let swept = cgroup.sweep_stale();
     if swept > 0 {
         tracing::info!(swept, "removed cgroups left by killed workers");

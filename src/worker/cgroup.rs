@@ -5,13 +5,16 @@
 //! Per-run memory is capped by `RLIMIT_AS` inside the jail (see the README);
 //! the cgroup caps the whole worker, so a run that forks many children still
 //! cannot take the host's memory. Paths follow nsjail's own layout:
-//! v1 `<mount>/<parent>/NSJAIL.<pid>`, v2 `<mount>/NSJAIL.<pid>`, where pid
-//! is the jailed process's host pid.
+//! v1 `<mount>/<parent>/NSJAIL.<pid>`, v2 `<parent>/NSJAIL.<pid>` (the
+//! parent prepared by [`v2::prepare`]), where pid is the jailed process's
+//! host pid.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use crate::config::CgroupMode;
+
+pub mod v2;
 
 /// Name of our parent cgroup under each v1 controller mount.
 pub const V1_PARENT: &str = "pyexec";
@@ -30,8 +33,9 @@ pub enum CgroupPlan {
     },
     /// cgroup v2 unified hierarchy.
     V2 {
-        /// The unified mount.
-        root: PathBuf,
+        /// The cgroup directory the workers' cgroups go in, with memory
+        /// and pids enabled for its children.
+        parent: PathBuf,
     },
 }
 
@@ -54,15 +58,34 @@ pub enum CgroupError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// A cgroup file cannot be read or written.
+    #[error("cgroup file {path}: {source}; run as root (privileged in a pod) or use --cgroup off")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The v2 parent cannot give its children memory and pids.
+    #[error("cgroup v2 parent {path} {reason}")]
+    Delegate {
+        /// The parent cgroup (or the file that told).
+        path: PathBuf,
+        /// What is wrong and what to do.
+        reason: String,
+    },
 }
 
 impl CgroupPlan {
     /// Chooses the hierarchy under `fs_root` (normally `/sys/fs/cgroup`) and
-    /// creates the v1 parent cgroups nsjail expects to exist.
+    /// creates the v1 parent cgroups nsjail expects to exist; on v2 prepares
+    /// `v2_parent` (`--cgroup-parent`, default our own cgroup) with
+    /// [`v2::prepare`].
     ///
     /// # Errors
-    /// A forced mode whose hierarchy is missing, or an uncreatable parent.
-    pub fn detect(mode: CgroupMode, fs_root: &Path) -> Result<Self, CgroupError> {
+    /// A forced mode whose hierarchy is missing, an uncreatable parent, or a
+    /// v2 parent that cannot delegate memory and pids.
+    pub fn detect(mode: CgroupMode, fs_root: &Path, v2_parent: Option<&Path>) -> Result<Self, CgroupError> {
         let v2 = fs_root.join("cgroup.controllers");
         let v1_memory = fs_root.join("memory");
         let v1_pids = fs_root.join("pids");
@@ -72,8 +95,8 @@ impl CgroupPlan {
             CgroupMode::Off => Self::Off,
             CgroupMode::V2 if !v2.exists() => return Err(CgroupError::Missing { mode: "v2", path: v2 }),
             CgroupMode::V1 if !has_v1 => return Err(CgroupError::Missing { mode: "v1", path: v1_memory }),
-            CgroupMode::V2 => Self::V2 { root: fs_root.to_path_buf() },
-            CgroupMode::Auto if v2.exists() => Self::V2 { root: fs_root.to_path_buf() },
+            CgroupMode::V2 => Self::V2 { parent: v2::prepare(fs_root, v2_parent)? },
+            CgroupMode::Auto if v2.exists() => Self::V2 { parent: v2::prepare(fs_root, v2_parent)? },
             CgroupMode::V1 | CgroupMode::Auto if has_v1 => {
                 Self::V1 { memory_root: v1_memory, pids_root: v1_pids }
             }
@@ -119,11 +142,11 @@ impl CgroupPlan {
                     V1_PARENT.into(),
                 ]);
             }
-            Self::V2 { root } => {
+            Self::V2 { parent } => {
                 flags.extend([
                     "--use_cgroupv2".into(),
                     "--cgroupv2_mount".into(),
-                    root.display().to_string(),
+                    parent.display().to_string(),
                     "--cgroup_mem_max".into(),
                     memory_bytes.to_string(),
                     // No swap either, so the memory cap is a real cap.
@@ -146,7 +169,7 @@ impl CgroupPlan {
             Self::V1 { memory_root, .. } => {
                 Some(memory_root.join(V1_PARENT).join(leaf).join("memory.oom_control"))
             }
-            Self::V2 { root } => Some(root.join(leaf).join("memory.events")),
+            Self::V2 { parent } => Some(parent.join(leaf).join("memory.events")),
         }
     }
 }
@@ -160,7 +183,7 @@ impl CgroupPlan {
             Self::V1 { memory_root, pids_root } => {
                 vec![memory_root.join(V1_PARENT).join(&leaf), pids_root.join(V1_PARENT).join(&leaf)]
             }
-            Self::V2 { root } => vec![root.join(leaf)],
+            Self::V2 { parent } => vec![parent.join(leaf)],
         }
     }
 
@@ -183,7 +206,7 @@ impl CgroupPlan {
             Self::V1 { memory_root, pids_root } => {
                 vec![memory_root.join(V1_PARENT), pids_root.join(V1_PARENT)]
             }
-            Self::V2 { root } => vec![root.clone()],
+            Self::V2 { parent } => vec![parent.clone()],
         };
         let mut removed = 0;
         for parent in parents {
@@ -234,32 +257,40 @@ mod tests {
     #[test]
     fn auto_prefers_v2_then_v1_then_off() {
         let dir = tempfile::tempdir().expect("tempdir");
-        assert_eq!(CgroupPlan::detect(CgroupMode::Auto, dir.path()).expect("off"), CgroupPlan::Off);
+        assert_eq!(CgroupPlan::detect(CgroupMode::Auto, dir.path(), None).expect("off"), CgroupPlan::Off);
 
         std::fs::create_dir_all(dir.path().join("memory")).expect("mkdir");
         std::fs::create_dir_all(dir.path().join("pids")).expect("mkdir");
         std::fs::write(dir.path().join("memory/memory.limit_in_bytes"), "max").expect("write");
         std::fs::write(dir.path().join("pids/cgroup.procs"), "").expect("write");
-        let v1 = CgroupPlan::detect(CgroupMode::Auto, dir.path()).expect("v1");
+        let v1 = CgroupPlan::detect(CgroupMode::Auto, dir.path(), None).expect("v1");
         assert_eq!(v1.label(), "v1");
         assert!(dir.path().join("memory/pyexec").is_dir(), "v1 parent created for nsjail");
 
         std::fs::write(dir.path().join("cgroup.controllers"), "memory pids").expect("write");
-        assert_eq!(CgroupPlan::detect(CgroupMode::Auto, dir.path()).expect("v2").label(), "v2");
+        // v2 puts the workers under our own cgroup, once it delegates memory and pids.
+        let own = v2::own_cgroup().expect("a cgroup v2 entry in /proc/self/cgroup");
+        let parent =
+            own.strip_prefix("/").map_or_else(|_| dir.path().to_path_buf(), |rel| dir.path().join(rel));
+        std::fs::create_dir_all(&parent).expect("mkdir");
+        std::fs::write(parent.join("cgroup.controllers"), "memory pids").expect("write");
+        std::fs::write(parent.join("cgroup.subtree_control"), "memory pids").expect("write");
+        let v2 = CgroupPlan::detect(CgroupMode::Auto, dir.path(), None).expect("v2");
+        assert_eq!(v2, CgroupPlan::V2 { parent });
     }
 
     #[test]
     fn forced_mode_without_hierarchy_is_an_error() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let err = CgroupPlan::detect(CgroupMode::V2, dir.path()).expect_err("no v2");
+        let err = CgroupPlan::detect(CgroupMode::V2, dir.path(), None).expect_err("no v2");
         assert!(err.to_string().contains("--cgroup v2 requested"));
-        assert!(CgroupPlan::detect(CgroupMode::V1, dir.path()).is_err());
+        assert!(CgroupPlan::detect(CgroupMode::V1, dir.path(), None).is_err());
     }
 
     #[test]
     fn stale_empty_leaves_are_swept() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let plan = CgroupPlan::V2 { root: dir.path().to_path_buf() };
+        let plan = CgroupPlan::V2 { parent: dir.path().to_path_buf() };
         std::fs::create_dir(dir.path().join("NSJAIL.7")).expect("mkdir");
         std::fs::create_dir(dir.path().join("NSJAIL.9")).expect("mkdir");
         std::fs::create_dir(dir.path().join("other")).expect("mkdir");
@@ -279,7 +310,7 @@ mod tests {
             v1.oom_events_file(42),
             Some(PathBuf::from("/cg/memory/pyexec/NSJAIL.42/memory.oom_control"))
         );
-        let v2 = CgroupPlan::V2 { root: "/sys/fs/cgroup".into() };
+        let v2 = CgroupPlan::V2 { parent: "/sys/fs/cgroup".into() };
         assert_eq!(v2.oom_events_file(42), Some(PathBuf::from("/sys/fs/cgroup/NSJAIL.42/memory.events")));
         assert_eq!(CgroupPlan::Off.oom_events_file(42), None);
     }

@@ -453,9 +453,12 @@ impl Worker {
         };
         // The cgroup OOM killer sends SIGKILL, which the zygote can only
         // report as `killed` (or, if it chose the run's init, `worker_lost`);
-        // the worker cgroup's own counter tells them apart.
+        // the worker cgroup's own counter tells them apart. A worker runs one
+        // script at a time, so an OOM kill in its cgroup during the run is the
+        // run's doing even when main() still returned (it killed only some of
+        // the run's children): that, too, is `memory_limit`.
         let oom = self.oom_kills() > oom_before;
-        if matches!(report.outcome, Outcome::Killed | Outcome::WorkerLost) && oom {
+        if matches!(report.outcome, Outcome::Killed | Outcome::WorkerLost | Outcome::Ok) && oom {
             report.outcome = Outcome::MemoryLimit;
             report.error = Some("the run exceeded the worker's memory limit and was killed".into());
         }

@@ -136,6 +136,7 @@ mod tests {
             python: PathBuf::from("/opt/pyexec/venv/bin/python3"),
             worker_dir: PathBuf::from("/opt/pyexec/worker"),
             cgroup: CgroupMode::Off,
+            cgroup_parent: None,
             tmp_size_bytes: 64 << 20,
             max_processes: 32,
             max_open_files: 256,
@@ -275,7 +276,7 @@ mod tests {
 
     #[test]
     fn cgroup_v2_uses_the_unified_mount() {
-        let argv = rendered(&CgroupPlan::V2 { root: PathBuf::from("/sys/fs/cgroup") });
+        let argv = rendered(&CgroupPlan::V2 { parent: PathBuf::from("/sys/fs/cgroup") });
         assert!(argv.contains(&"--use_cgroupv2".to_string()));
         assert!(has_pair(&argv, "--cgroupv2_mount", "/sys/fs/cgroup"));
         assert!(has_pair(&argv, "--cgroup_mem_max", &(1u64 << 30).to_string()));
