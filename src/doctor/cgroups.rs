@@ -67,10 +67,7 @@ pub fn check(mode: CgroupMode, plan: &Result<CgroupPlan, CgroupError>) -> Check 
             "mount the memory and pids controllers (v1) or run on a cgroup v2 host",
         ),
         CgroupPlan::V1 { memory_root, .. } => v1(memory_root, &parents),
-        CgroupPlan::V2 { root } => match parents.first() {
-            Some(parent) => v2(root, parent),
-            None => Check::fail(NAME, "cgroup v2 plan without a leaf location", "report this as a pyexec bug"),
-        },
+        CgroupPlan::V2 { parent } => v2(root, parent),
     }
 }
 
