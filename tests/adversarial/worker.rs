@@ -74,17 +74,26 @@ fn worker_attacks() -> Vec<Attack> {
 #[tokio::test]
 async fn worker_attacks_spoil_only_the_runs_own_answer() {
     let service = Service::start(&["--workers", "1"]).await;
-    let before = service.metrics().await;
-    run_all(&service, "worker", worker_attacks()).await;
-    // Signals and fds never reached the zygote or nsjail: the one worker
-    // was never replaced.
-    let after = service.metrics().await;
     let spawns = |text: &str| -> f64 {
         text.lines()
             .filter(|line| line.starts_with("pyexec_worker_spawns_total"))
             .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
     };
+    // The pool's one worker and its hot standby are both started before the
+    // attacks, so a later spawn can only be a replacement.
+    let started = (1 + pyexec::pool::HOT_STANDBY) as f64;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut before = service.metrics().await;
+    while spawns(&before) < started {
+        assert!(std::time::Instant::now() < deadline, "the hot standby never started:\n{before}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        before = service.metrics().await;
+    }
+    run_all(&service, "worker", worker_attacks()).await;
+    // Signals and fds never reached the zygote or nsjail: the one worker
+    // was never replaced.
+    let after = service.metrics().await;
     assert_eq!(spawns(&before), spawns(&after), "no worker was replaced:\n{after}");
     assert_eq!(
         sample(&after, "pyexec_workers{state=\"idle\"}") + sample(&after, "pyexec_workers{state=\"busy\"}"),
