@@ -86,16 +86,20 @@ async fn zygote_has_the_jail_filter_and_idle_spares_the_run_filter() {
     let service = Service::start(&["--workers", "1", "--spares-per-worker", "2"]).await;
     still_healthy(&service).await;
     let deadline = Instant::now() + Duration::from_secs(20);
+    // Per worker: the zygote, the plain and the plotting fork server and
+    // their standby copies with 1 filter; 2 plain spares and 1 plotting
+    // spare x (init + runner) with 2. The pool's worker and its hot standby
+    // are both started.
+    let workers = 1 + pyexec::pool::HOT_STANDBY;
+    let expected = BTreeMap::from([(1, 5 * workers), (2, 6 * workers)]);
     let counts = loop {
         let counts = python_filter_counts(service.pid());
-        // zygote + the plain and the plotting fork server with 1 filter;
-        // 2 plain spares and 1 plotting spare x (init + runner) with 2
-        if counts.get(&1) == Some(&3) && counts.get(&2) == Some(&6) || Instant::now() > deadline {
+        if counts == expected || Instant::now() > deadline {
             break counts;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert_eq!(counts, BTreeMap::from([(1, 3), (2, 6)]), "Seccomp_filters -> processes");
+    assert_eq!(counts, expected, "Seccomp_filters -> processes");
 }
 
 /// How many descendant python processes of `root` have N seccomp filters.

@@ -12,6 +12,7 @@ use super::Check;
 use crate::config::SandboxConfig;
 use crate::worker::cgroup::CgroupPlan;
 use crate::worker::nsjail;
+use crate::worker::seccomp_policy;
 
 /// nsjail flags the service passes; an nsjail without them cannot run it.
 const NEEDED_FLAGS: &[&str] =
@@ -95,22 +96,29 @@ pub fn venv(python: &Path) -> Check {
     }
 }
 
-/// `seccomp`: the worker code builds its run filter for this machine
-/// (worker/pyexec_worker/seccomp.py has tables for x86_64 and aarch64).
+/// `seccomp`: the service compiles its run filter for this machine
+/// (src/worker/seccomp_policy.rs, x86_64 and aarch64), and the worker code
+/// accepts it the way every fork server does (`seccomp.prepare`).
 pub fn seccomp(cfg: &SandboxConfig) -> Check {
     const NAME: &str = "seccomp";
     let machine = std::env::consts::ARCH;
-    if !Path::new("/proc/self/status").exists()
-        || !std::fs::read_to_string("/proc/self/status").unwrap_or_default().contains("Seccomp:")
-    {
+    if !std::fs::read_to_string("/proc/self/status").unwrap_or_default().contains("Seccomp:") {
         return Check::fail(
             NAME,
             "this kernel has no seccomp",
             "use a kernel built with CONFIG_SECCOMP_FILTER=y",
         );
     }
+    let fix = format!(
+        "run on x86_64 or aarch64, and point --worker-dir at the worker code (zygote.py, pyexec_worker/); this is {machine}"
+    );
+    let program = match seccomp_policy::run_filter_bytes() {
+        Ok(program) => program,
+        Err(error) => return Check::fail(NAME, format!("no run filter for this machine: {error}"), fix),
+    };
+    let hex: String = program.iter().map(|byte| format!("{byte:02x}")).collect();
     let script = "import sys; sys.path.insert(0, sys.argv[1]); from pyexec_worker import seccomp; \
-        arch = seccomp.arch_for_this_machine(); print(arch.machine, len(seccomp.build_program(arch)) // 8)";
+        seccomp.prepare(bytes.fromhex(sys.argv[2])); print('prepared')";
     let argv: Vec<OsString> = vec![
         cfg.python.clone().into(),
         "-E".into(),
@@ -119,18 +127,19 @@ pub fn seccomp(cfg: &SandboxConfig) -> Check {
         "-c".into(),
         script.into(),
         cfg.worker_dir.clone().into(),
+        hex.into(),
     ];
-    let fix = format!(
-        "run on x86_64 or aarch64, and point --worker-dir at the worker code (zygote.py, pyexec_worker/); this is {machine}"
-    );
     match probe::run(&argv, &[("LANG", "C.UTF-8")], Duration::from_secs(30)) {
-        Ok(output) if output.success => {
-            let mut words = output.stdout.split_whitespace();
-            let arch = words.next().unwrap_or("?");
-            let instructions = words.next().unwrap_or("?");
-            Check::ok(NAME, format!("run filter for {arch}: {instructions} BPF instructions"))
+        Ok(output) if output.success => Check::ok(
+            NAME,
+            format!(
+                "run filter for {machine}: {} BPF instructions, accepted by the worker code",
+                program.len() / 8
+            ),
+        ),
+        Ok(output) => {
+            Check::fail(NAME, format!("the worker code refuses the run filter: {}", output.reason()), fix)
         }
-        Ok(output) => Check::fail(NAME, format!("no run filter here: {}", output.reason()), fix),
         Err(error) => Check::fail(NAME, error.to_string(), fix),
     }
 }
