@@ -40,6 +40,14 @@ RUN_NAMESPACES = (
     | libc.CLONE_NEWUTS
 )
 
+# The runner's end of the result pipe: above every RLIMIT_NOFILE a run can
+# have (--max-open-files is capped below it) and below the jail's 1024, so
+# closing fds 3..SC_OPEN_MAX (the usual "close everything") leaves it open.
+RESULT_FD = 1023
+# The runner's exit status when its result pipe was closed or replaced by
+# user code (os.closerange(0, 1 << 20), os.close(RESULT_FD), dup2 over it).
+RESULT_LOST_STATUS = 86
+
 # Inodes of a run's /tmp: tmpfs inodes cost kernel memory that size= does not count.
 TMP_MAX_INODES = 16384
 

@@ -271,6 +271,36 @@ def test_garbage_on_the_result_pipe_is_killed_not_a_crash(zygote):
     healthy(zygote)
 
 
+@pytest.mark.parametrize("fd", [1, 2])
+def test_a_script_that_closes_its_stdout_or_stderr_keeps_its_result(zygote, fd):
+    script = f"import os\ndef main():\n    print('before', flush=True)\n    os.close({fd})\n    return 5\n"
+    reply = zygote.run(script)
+    assert (reply["outcome"], reply["result"]) == ("ok", b"5"), reply
+    assert reply["stdout"] == b"before\n"
+    healthy(zygote)
+
+
+def test_closing_every_fd_up_to_the_open_limit_keeps_the_result(zygote):
+    script = (
+        "import os\n"
+        "def main():\n"
+        "    os.closerange(3, 256)\n"
+        "    os.closerange(3, os.sysconf('SC_OPEN_MAX'))\n"
+        "    return 'still here'\n"
+    )
+    assert result(zygote.run(script)) == "still here"
+    healthy(zygote)
+
+
+def test_closing_the_result_channel_itself_is_named_not_killed(zygote):
+    script = "import os\ndef main():\n    print('before', flush=True)\n    os.closerange(0, 1 << 20)\n    return 5\n"
+    reply = zygote.run(script)
+    assert reply["outcome"] == "runtime_error", reply
+    assert reply["error"].startswith("the script closed the run's result channel (file descriptor 1023)")
+    assert reply["stdout"] == b"before\n"
+    healthy(zygote)
+
+
 # --- isolation ---------------------------------------------------------------
 
 

@@ -6,6 +6,7 @@ import signal
 import msgpack
 import pytest
 
+from pyexec_worker import isolation
 from pyexec_worker.protocol import RunRequest
 from pyexec_worker.verdict import RunnerMessage, decide
 
@@ -47,6 +48,11 @@ def test_no_message_is_killed():
     assert outcome == "killed" and "status 3" in error
     assert verdict(None)[0] == "killed"
     assert verdict(b"", None)[0] == "killed"
+
+
+def test_a_closed_result_channel_is_named():
+    outcome, _, error, _ = verdict(b"", isolation.RESULT_LOST_STATUS << 8)
+    assert outcome == "runtime_error" and "closed the run's result channel" in error
 
 
 @pytest.mark.parametrize(
