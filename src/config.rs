@@ -438,8 +438,9 @@ impl Flags {
                     uid => uid,
                 },
                 max_frame_bytes,
-                // Room for the zygote, the spare and the run's own limit.
-                worker_memory_bytes: (self.max_memory_mib + 512) * MIB + self.tmp_size_mib * MIB,
+                // Room for the zygote, the spare, the run's own limit and
+                // its two tmpfs: /tmp and /dev/shm, each --tmp-size-mib.
+                worker_memory_bytes: (self.max_memory_mib + 512) * MIB + 2 * self.tmp_size_mib * MIB,
                 start_timeout: seconds("worker-start-timeout-secs", self.worker_start_timeout_secs, 600.0)?,
             },
             pool: PoolConfig {
