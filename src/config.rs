@@ -140,7 +140,7 @@ pub struct Flags {
     /// Processes and threads a run may have (RLIMIT_NPROC).
     #[arg(long, env = "PYEXEC_MAX_PROCESSES", default_value_t = 32)]
     pub max_processes: u64,
-    /// Open files a run may have (RLIMIT_NOFILE).
+    /// Open files a run may have (RLIMIT_NOFILE), 16 to 1000.
     #[arg(long, env = "PYEXEC_MAX_OPEN_FILES", default_value_t = 256)]
     pub max_open_files: u64,
     /// Largest file a run may write (RLIMIT_FSIZE), in MiB.
@@ -456,7 +456,10 @@ impl Flags {
                 },
                 tmp_size_bytes,
                 max_processes: positive("max-processes", self.max_processes)?,
-                max_open_files: positive("max-open-files", self.max_open_files)?.max(16),
+                // Below 1023, the fd the runner keeps its result pipe on
+                // (worker/pyexec_worker/isolation.py RESULT_FD): a run's own
+                // fds stay under it, so closing them all spares the result.
+                max_open_files: within("max-open-files", self.max_open_files, 16..=1000)?,
                 max_file_size_bytes,
                 spares: within("spares-per-worker", self.spares_per_worker, 1..=8)?,
                 uid: match self.sandbox_uid {
@@ -464,8 +467,9 @@ impl Flags {
                     uid => uid,
                 },
                 max_frame_bytes,
-                // Room for the zygote, the spare and the run's own limit.
-                worker_memory_bytes: (self.max_memory_mib + 512) * MIB + self.tmp_size_mib * MIB,
+                // Room for the zygote, the spare, the run's own limit and
+                // its two tmpfs: /tmp and /dev/shm, each --tmp-size-mib.
+                worker_memory_bytes: (self.max_memory_mib + 512) * MIB + 2 * self.tmp_size_mib * MIB,
                 start_timeout: seconds("worker-start-timeout-secs", self.worker_start_timeout_secs, 600.0)?,
             },
             pool: PoolConfig {
@@ -521,6 +525,13 @@ mod tests {
     fn rejects_default_memory_outside_range() {
         let err = parse(&["--default-memory-mib", "4096"]).expect_err("above max");
         assert_eq!(err.flag, "default-memory-mib");
+    }
+
+    #[test]
+    fn open_files_stay_below_the_result_fd() {
+        assert_eq!(parse(&[]).expect("default").sandbox.max_open_files, 256);
+        assert_eq!(parse(&["--max-open-files", "15"]).expect_err("few").flag, "max-open-files");
+        assert_eq!(parse(&["--max-open-files", "1001"]).expect_err("many").flag, "max-open-files");
     }
 
     #[test]

@@ -70,6 +70,11 @@ pub fn render(cfg: &SandboxConfig, cgroup: &CgroupPlan) -> Vec<OsString> {
     // symlinks), the venv and the worker code. No /etc (so no host users, no
     // Kubernetes-injected hosts/resolv.conf to write), no /home, /root, /var.
     push(&["--tmpfsmount", "/tmp"]);
+    // SECURITY: only a mount point: an empty read-only 4 KiB tmpfs the
+    // zygote cannot write to. Each run mounts its own size-capped tmpfs over
+    // it (worker/pyexec_worker/isolation.py), so no semaphore or segment is
+    // shared between runs or with the zygote.
+    push(&["-m", "none:/dev/shm:tmpfs:ro,size=4096"]);
     push(&["-R", "/usr", "-s", "usr/bin:/bin", "-s", "usr/lib:/lib", "-s", "usr/lib64:/lib64"]);
     let venv_mount = venv.display().to_string();
     let worker_mount = format!("{}:{JAIL_WORKER_DIR}", cfg.worker_dir.display());
@@ -186,6 +191,7 @@ mod tests {
         );
         assert!(!argv.iter().any(|a| a.contains("/etc")));
         assert!(has_pair(&argv, "--tmpfsmount", "/tmp"));
+        assert!(has_pair(&argv, "-m", "none:/dev/shm:tmpfs:ro,size=4096"));
     }
 
     #[test]

@@ -15,8 +15,11 @@ are locked: they cannot be unmounted or made writable from inside).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import resource
+import socket
+import struct
 
 from . import libc
 from .config import ZygoteConfig
@@ -28,7 +31,7 @@ RUN_GID = 1000
 # SECURITY: user ns: the run's capabilities and its single mapped uid exist
 # only inside it; pid ns: the run sees and signals only its own processes
 # (not the zygote, not earlier runs); mount ns: its /tmp and /proc are its
-# own; net ns: no interface but a down loopback, so no network and no
+# own (and /dev/shm); net ns: no interface but a down loopback, so no network and no
 # listener shared with the next run; ipc ns: no SysV or POSIX message
 # queue/shm outlives the run; uts ns: hostname changes stay inside.
 RUN_NAMESPACES = (
@@ -40,8 +43,25 @@ RUN_NAMESPACES = (
     | libc.CLONE_NEWUTS
 )
 
+# The runner's end of the result pipe: above every RLIMIT_NOFILE a run can
+# have (--max-open-files is capped below it) and below the jail's 1024, so
+# closing fds 3..SC_OPEN_MAX (the usual "close everything") leaves it open.
+RESULT_FD = 1023
+# The runner's exit status when its result pipe was closed or replaced by
+# user code (os.closerange(0, 1 << 20), os.close(RESULT_FD), dup2 over it).
+RESULT_LOST_STATUS = 86
+
+# <linux/sockios.h>, <linux/if.h>: get/set an interface's flags; struct ifreq
+# is a 16-byte name and a 24-byte union whose first member is short flags.
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+IFF_UP = 0x1
+_IFREQ = "16sh22x"
+
 # Inodes of a run's /tmp: tmpfs inodes cost kernel memory that size= does not count.
 TMP_MAX_INODES = 16384
+# Inodes of a run's /dev/shm: one per semaphore or shared-memory segment.
+SHM_MAX_INODES = 4096
 
 
 def _write(path: str, text: str) -> None:
@@ -103,6 +123,18 @@ def setup_run_init(cfg: ZygoteConfig) -> None:
         libc.MS_NOSUID | libc.MS_NODEV,
         f"size={cfg.tmp_size_bytes},nr_inodes={TMP_MAX_INODES},mode=1777",
     )
+    # SECURITY: a private /dev/shm per run (POSIX semaphores and shared
+    # memory: multiprocessing's SemLock, shared_memory), a fresh tmpfs over
+    # the jail's read-only placeholder: one run's segments are gone with its
+    # mount namespace, never seen by the next run, and capped like /tmp
+    # (its own size= and nr_inodes=) so it cannot fill the worker's memory.
+    libc.mount(
+        "tmpfs",
+        "/dev/shm",
+        "tmpfs",
+        libc.MS_NOSUID | libc.MS_NODEV | libc.MS_NOEXEC,
+        f"size={cfg.tmp_size_bytes},nr_inodes={SHM_MAX_INODES},mode=1777",
+    )
     # SECURITY: a proc of the run's own pid namespace: /proc lists only the
     # run's pids, so no /proc/<zygote>/mem, environ or fd of anyone else.
     libc.mount("proc", "/proc", "proc", libc.MS_NOSUID | libc.MS_NODEV | libc.MS_NOEXEC, None)
@@ -121,6 +153,12 @@ def setup_run_init(cfg: ZygoteConfig) -> None:
         libc.MS_REMOUNT | libc.MS_BIND | libc.MS_RDONLY | libc.MS_NOSUID | libc.MS_NODEV | libc.MS_NOEXEC,
         None,
     )
+    # SECURITY: lo up in the run's own network namespace (CAP_NET_ADMIN held
+    # here only, over this namespace only): a run can talk to itself on
+    # 127.0.0.1/::1 (a server thread, multiprocessing.connection), while
+    # the namespace still has no other interface and no route, so nothing
+    # else is reachable, and its loopback is not the host's nor the jail's.
+    bring_up_loopback()
     with open("/proc/sys/kernel/cap_last_cap") as f:
         last_cap = int(f.read())
     _set_rlimits(cfg)
@@ -128,6 +166,14 @@ def setup_run_init(cfg: ZygoteConfig) -> None:
     # SECURITY: the run init must not be ptrace-able or readable via
     # /proc/1/{mem,fd} by the runner (same uid): it holds the status pipe.
     libc.prctl(libc.PR_SET_DUMPABLE, 0)
+
+
+def bring_up_loopback() -> None:
+    """Set IFF_UP on ``lo`` of the current network namespace (needs CAP_NET_ADMIN in it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        reply = fcntl.ioctl(sock, SIOCGIFFLAGS, struct.pack(_IFREQ, b"lo", 0))
+        flags = struct.unpack(_IFREQ, reply)[1]
+        fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack(_IFREQ, b"lo", flags | IFF_UP))
 
 
 def _set_rlimits(cfg: ZygoteConfig) -> None:

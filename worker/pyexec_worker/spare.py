@@ -21,7 +21,7 @@ import random
 import signal
 import socket
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from . import idlewalk, isolation, libc, runner, seccomp, usage
 from .config import ZygoteConfig
@@ -101,6 +101,7 @@ def _run_init(cfg: ZygoteConfig, uid: int, gid: int, ends: ChildEnds) -> None:
         # SECURITY: the control socket, the fork-server socket and every
         # other zygote fd are gone before anything else happens.
         close_fds_except({0, 1, 2, ends.request, ends.result, ends.stdout, ends.stderr, ends.status})
+        ends = _raise_result_fd(ends)
         # SECURITY: a session and process group of the run's own. Process
         # groups span pid namespaces and kill(2) compares host uids, so
         # without this killpg(0, SIGSTOP) in user code stopped the zygote,
@@ -141,6 +142,19 @@ def _run_init(cfg: ZygoteConfig, uid: int, gid: int, ends: ChildEnds) -> None:
             os._exit(0)
 
 
+def _raise_result_fd(ends: ChildEnds) -> ChildEnds:
+    """Move the result pipe to ``isolation.RESULT_FD``, above the run's RLIMIT_NOFILE.
+
+    Must run before the rlimits are lowered (dup2 refuses a target at or
+    above RLIMIT_NOFILE; an fd already there stays valid). A script that
+    closes "every" fd the usual way (``os.closerange(3, 256)``, or up to
+    ``SC_OPEN_MAX``) then leaves the result channel alone.
+    """
+    os.dup2(ends.result, isolation.RESULT_FD, inheritable=False)
+    os.close(ends.result)
+    return replace(ends, result=isolation.RESULT_FD)
+
+
 def _run_runner(ends: ChildEnds) -> None:
     try:
         _prepare_runner(ends)
@@ -164,11 +178,19 @@ def _run_runner(ends: ChildEnds) -> None:
     try:
         # Closing fd 1/2 and then the result pipe tells the zygote the run
         # is complete (unless a child still holds them) before this large
-        # process has finished tearing itself down.
-        os.close(1)
-        os.close(2)
-        runner.write_message(ends.result, message)
-        os.close(ends.result)
+        # process has finished tearing itself down. The script may have
+        # closed 1 or 2 itself: that must not cost it its result.
+        for fd in (1, 2):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        try:
+            runner.write_message(ends.result, message)
+        except OSError:
+            # Only user code closes (or replaces) this fd: say so, via the
+            # exit status the init reports (verdict.decide names it).
+            os._exit(isolation.RESULT_LOST_STATUS)
+        with contextlib.suppress(OSError):
+            os.close(ends.result)
     finally:
         os._exit(0)
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import msgpack
 
-from . import usage
+from . import isolation, usage
 from .figures import png_size
 from .protocol import RunRequest
 
@@ -78,6 +78,12 @@ def decide(*, timed_out: bool, exit_status: int | None, message: RunnerMessage, 
     code = os.WEXITSTATUS(exit_status)
     if message.raw is None:
         return "killed", None, "the run wrote an oversized result message", None
+    if not message.raw and code == isolation.RESULT_LOST_STATUS:
+        error = (
+            f"the script closed the run's result channel (file descriptor {isolation.RESULT_FD}), "
+            "so its result was lost: close only the file descriptors the script opened itself"
+        )
+        return "runtime_error", None, error, None
     if not message.raw:
         return "killed", None, f"the run exited with status {code} without a result", None
     return _from_fields(message.fields, req)

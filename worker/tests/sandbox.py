@@ -71,6 +71,7 @@ def nsjail_argv(worker_dir: Path, max_frame: int = MAX_FRAME, proc_rw: bool = Tr
     argv += ["--time_limit", "0"] + (["--proc_rw"] if proc_rw else [])
     argv += ["--rlimit_as", "inf", "--rlimit_cpu", "inf", "--rlimit_fsize", "inf", "--rlimit_nofile", "1024"]
     argv += ["--rlimit_nproc", "soft", "--rlimit_stack", "soft", "--tmpfsmount", "/tmp"]
+    argv += ["-m", "none:/dev/shm:tmpfs:ro,size=4096"]
     argv += ["-R", "/usr", "-s", "usr/bin:/bin", "-s", "usr/lib:/lib", "-s", "usr/lib64:/lib64"]
     argv += ["-R", venv, "-R", f"{worker_dir}:/pyexec/worker"]
     argv += ["-R", "/dev/null", "-R", "/dev/zero", "-R", "/dev/urandom", "-R", "/dev/random", "--pass_fd", "3"]

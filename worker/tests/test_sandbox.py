@@ -6,9 +6,11 @@ answers a trivial run (``healthy``).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
+import socket
 import time
 from pathlib import Path
 
@@ -271,6 +273,36 @@ def test_garbage_on_the_result_pipe_is_killed_not_a_crash(zygote):
     healthy(zygote)
 
 
+@pytest.mark.parametrize("fd", [1, 2])
+def test_a_script_that_closes_its_stdout_or_stderr_keeps_its_result(zygote, fd):
+    script = f"import os\ndef main():\n    print('before', flush=True)\n    os.close({fd})\n    return 5\n"
+    reply = zygote.run(script)
+    assert (reply["outcome"], reply["result"]) == ("ok", b"5"), reply
+    assert reply["stdout"] == b"before\n"
+    healthy(zygote)
+
+
+def test_closing_every_fd_up_to_the_open_limit_keeps_the_result(zygote):
+    script = (
+        "import os\n"
+        "def main():\n"
+        "    os.closerange(3, 256)\n"
+        "    os.closerange(3, os.sysconf('SC_OPEN_MAX'))\n"
+        "    return 'still here'\n"
+    )
+    assert result(zygote.run(script)) == "still here"
+    healthy(zygote)
+
+
+def test_closing_the_result_channel_itself_is_named_not_killed(zygote):
+    script = "import os\ndef main():\n    print('before', flush=True)\n    os.closerange(0, 1 << 20)\n    return 5\n"
+    reply = zygote.run(script)
+    assert reply["outcome"] == "runtime_error", reply
+    assert reply["error"].startswith("the script closed the run's result channel (file descriptor 1023)")
+    assert reply["stdout"] == b"before\n"
+    healthy(zygote)
+
+
 # --- isolation ---------------------------------------------------------------
 
 
@@ -331,6 +363,118 @@ def test_no_network(zygote):
     )
     got = result(zygote.run(script))
     assert "connected" not in got
+
+
+def host_addresses() -> list[str]:
+    """The host's own non-loopback IPv4 addresses (from /proc/net/fib_trie)."""
+    found, last = set(), None
+    for line in Path("/proc/net/fib_trie").read_text().splitlines():
+        words = line.split()
+        if words[:1] == ["|--"]:
+            last = words[1]
+        elif "/32 host LOCAL" in line and last and not last.startswith("127."):
+            found.add(last)
+    return sorted(found)
+
+
+def test_loopback_works_inside_the_run_and_reaches_nothing_else(zygote):
+    host_listener = socket.create_server(("127.0.0.1", 0))
+    try:
+        host_port = host_listener.getsockname()[1]
+        targets = [("10.0.0.1", 80), ("127.0.0.1", host_port)] + [(a, host_port) for a in host_addresses()]
+        script = (
+            "import socket, threading\n"
+            "def main():\n"
+            "    server = socket.create_server(('127.0.0.1', 0))\n"
+            "    port = server.getsockname()[1]\n"
+            "    def echo():\n"
+            "        conn, _ = server.accept()\n"
+            "        conn.sendall(conn.recv(100).upper())\n"
+            "        conn.close()\n"
+            "    t = threading.Thread(target=echo)\n"
+            "    t.start()\n"
+            "    with socket.create_connection(('127.0.0.1', port), timeout=5) as c:\n"
+            "        c.sendall(b'ping')\n"
+            "        echoed = c.recv(100).decode()\n"
+            "    t.join()\n"
+            "    out = {}\n"
+            f"    for host, p in {targets!r}:\n"
+            "        try:\n"
+            "            socket.create_connection((host, p), timeout=2).close()\n"
+            "            out[f'{host}:{p}'] = 'connected'\n"
+            "        except OSError as e:\n"
+            "            out[f'{host}:{p}'] = e.errno\n"
+            "    return {'echoed': echoed, 'others': out}\n"
+        )
+        got = result(zygote.run(script, timeout_ms=20000))
+    finally:
+        host_listener.close()
+    assert got["echoed"] == "PING"
+    others = got["others"]
+    assert len(others) == len(targets) and "connected" not in others.values(), others
+    # The host's listener is not there: the run's 127.0.0.1 is its own.
+    assert others[f"127.0.0.1:{host_port}"] == errno.ECONNREFUSED, others
+    assert others["10.0.0.1:80"] == errno.ENETUNREACH, others
+
+
+def test_multiprocessing_works_with_a_private_dev_shm(zygote):
+    script = (
+        "import concurrent.futures, multiprocessing, os\n"
+        "from multiprocessing import shared_memory\n"
+        "def square(x):\n"
+        "    return x * x\n"
+        "def main():\n"
+        "    with multiprocessing.Pool(2) as pool:\n"
+        "        mapped = pool.map(square, range(10))\n"
+        "    with concurrent.futures.ProcessPoolExecutor(2) as ex:\n"
+        "        executed = list(ex.map(square, range(5)))\n"
+        "    lock = multiprocessing.Lock()\n"
+        "    with lock:\n"
+        "        pass\n"
+        "    q = multiprocessing.Queue()\n"
+        "    p = multiprocessing.Process(target=q.put, args=('from a child',))\n"
+        "    p.start()\n"
+        "    child = q.get(timeout=10)\n"
+        "    p.join()\n"
+        "    shm = shared_memory.SharedMemory(create=True, size=1 << 20)\n"
+        "    shm.buf[:5] = b'hello'\n"
+        "    other = shared_memory.SharedMemory(name=shm.name)\n"
+        "    seen = bytes(other.buf[:5]).decode()\n"
+        "    other.close()\n"
+        "    shm.close()\n"
+        "    shm.unlink()\n"
+        "    st = os.statvfs('/dev/shm')\n"
+        "    return {'mapped': mapped, 'executed': executed, 'child': child, 'seen': seen,\n"
+        "            'shm_bytes': st.f_blocks * st.f_frsize}\n"
+    )
+    got = result(zygote.run(script, timeout_ms=30000))
+    assert got["mapped"] == [x * x for x in range(10)] and got["executed"] == [0, 1, 4, 9, 16]
+    assert (got["child"], got["seen"]) == ("from a child", "hello")
+    assert got["shm_bytes"] == sandbox.LIMITS["tmp_size_bytes"]
+    healthy(zygote)
+
+
+def test_one_runs_dev_shm_is_invisible_to_the_next(zygote):
+    first = (
+        "import os\n"
+        "from multiprocessing import shared_memory\n"
+        "def main():\n"
+        "    shm = shared_memory.SharedMemory(name='pyexec_left', create=True, size=4096)\n"
+        "    shm.buf[:6] = b'secret'\n"
+        "    open('/dev/shm/left.txt', 'w').write('secret')\n"
+        "    return sorted(os.listdir('/dev/shm'))\n"
+    )
+    assert result(zygote.run(first)) == ["left.txt", "pyexec_left"]
+    second = (
+        "import os\n"
+        "def main():\n"
+        "    mounts = [l for l in open('/proc/self/mountinfo') if ' /dev/shm ' in l]\n"
+        "    return {'listed': os.listdir('/dev/shm'), 'writable': os.access('/dev/shm', os.W_OK),\n"
+        "            'mounts': len(mounts)}\n"
+    )
+    for _ in range(sandbox.LIMITS["spares"] + 2):  # whichever spare serves it
+        assert result(zygote.run(second)) == {"listed": [], "writable": True, "mounts": 2}
+    healthy(zygote)
 
 
 def test_nothing_survives_into_the_next_run(zygote):

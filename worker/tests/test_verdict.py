@@ -6,6 +6,7 @@ import signal
 import msgpack
 import pytest
 
+from pyexec_worker import isolation
 from pyexec_worker.protocol import RunRequest
 from pyexec_worker.verdict import RunnerMessage, decide
 
@@ -60,6 +61,11 @@ def test_sigkill_is_killed_whatever_the_host_oom_counter_says():
     # decides that from the worker cgroup's own counter).
     assert verdict(b"", status_of_signal(signal.SIGKILL))[0] == "killed"
     assert not hasattr(__import__("pyexec_worker.verdict").verdict, "oom_kills")
+
+
+def test_a_closed_result_channel_is_named():
+    outcome, _, error, _ = verdict(b"", isolation.RESULT_LOST_STATUS << 8)
+    assert outcome == "runtime_error" and "closed the run's result channel" in error
 
 
 @pytest.mark.parametrize(
