@@ -12,6 +12,11 @@ use clap::{Parser, ValueEnum};
 
 const MIB: u64 = 1024 * 1024;
 
+/// RAM-backed tmpfs mounts of --tmp-size-mib each run gets: `/tmp` and
+/// `/dev/shm`. Counted in the worker cgroup's limit and in the pod sizing
+/// (deploy/sizing.json `tmpfs_per_run`).
+pub const TMPFS_PER_RUN: u64 = 2;
+
 /// Which cgroup hierarchy caps a worker's memory and process count.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum CgroupMode {
@@ -468,8 +473,9 @@ impl Flags {
                 },
                 max_frame_bytes,
                 // Room for the zygote, the spare, the run's own limit and
-                // its two tmpfs: /tmp and /dev/shm, each --tmp-size-mib.
-                worker_memory_bytes: (self.max_memory_mib + 512) * MIB + 2 * self.tmp_size_mib * MIB,
+                // its tmpfs mounts (/tmp and /dev/shm), each --tmp-size-mib.
+                worker_memory_bytes: (self.max_memory_mib + 512) * MIB
+                    + TMPFS_PER_RUN * self.tmp_size_mib * MIB,
                 start_timeout: seconds("worker-start-timeout-secs", self.worker_start_timeout_secs, 600.0)?,
             },
             pool: PoolConfig {

@@ -11,7 +11,7 @@ use nix::unistd::AccessFlags;
 
 use super::Check;
 use crate::config::CgroupMode;
-use crate::worker::cgroup::{CgroupError, CgroupPlan};
+use crate::worker::cgroup::{v2, CgroupError, CgroupPlan};
 
 /// Where the service looks for cgroups (as `main` does).
 pub const CGROUP_FS: &str = "/sys/fs/cgroup";
@@ -34,6 +34,25 @@ fn host_hierarchy(root: &Path) -> &'static str {
     } else {
         "no memory cgroup (use --cgroup off, or mount the memory and pids controllers)"
     }
+}
+
+/// The plan the service would make, without its v2 start-up step: doctor
+/// only looks. (`v2::prepare` moves the cgroup's processes into
+/// `supervisor` and enables memory and pids; done here, it would leave the
+/// pod's cgroup unable to take the next process an operator starts in it.)
+///
+/// # Errors
+/// As [`CgroupPlan::detect`] for v1 and a forced mode whose hierarchy is missing.
+pub fn plan(mode: CgroupMode, root: &Path, parent: Option<&Path>) -> Result<CgroupPlan, CgroupError> {
+    let v2 = root.join("cgroup.controllers").exists();
+    if v2 && matches!(mode, CgroupMode::Auto | CgroupMode::V2) {
+        let cgroup = match parent {
+            Some(parent) => parent.to_path_buf(),
+            None => v2::own_cgroup()?,
+        };
+        return Ok(CgroupPlan::V2 { parent: v2::under(root, &cgroup) });
+    }
+    CgroupPlan::detect(mode, root, parent)
 }
 
 /// `cgroup`: the plan the service would make and whether it can work.
@@ -124,6 +143,17 @@ fn v2(root: &Path, parent: &Path) -> Check {
     // processes' rule"): nsjail may enable the controllers there itself.
     let is_root = !parent.join("cgroup.type").exists();
     let procs = words(&parent.join("cgroup.procs"));
+    let ours = v2::own_cgroup().is_ok_and(|own| v2::under(root, &own) == parent);
+    if !is_root && !procs.is_empty() && ours {
+        return Check::ok(
+            NAME,
+            format!(
+                "cgroup v2: {at} holds {} process(es); at start-up pyexec moves them into {at}/{} and enables +memory +pids for the workers' leaves",
+                procs.len(),
+                v2::SUPERVISOR_LEAF
+            ),
+        );
+    }
     if !is_root && !procs.is_empty() {
         return Check::fail(
             NAME,

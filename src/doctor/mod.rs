@@ -110,11 +110,7 @@ impl Check {
 /// Runs every check against `config` (the validated server flags).
 pub fn run_checks(config: &Config) -> Vec<Check> {
     let cgroup_root = Path::new(cgroups::CGROUP_FS);
-    // The same start-up step the server takes: on cgroup v2 it may move this
-    // cgroup's processes into `supervisor` and enable memory and pids, so the
-    // check below sees what the workers will get.
-    let plan =
-        CgroupPlan::detect(config.sandbox.cgroup, cgroup_root, config.sandbox.cgroup_parent.as_deref());
+    let plan = cgroups::plan(config.sandbox.cgroup, cgroup_root, config.sandbox.cgroup_parent.as_deref());
     let mut checks = vec![kernel::user_namespaces(config.pool.workers), kernel::privileges()];
     checks.push(cgroups::check(config.sandbox.cgroup, &plan));
     let nsjail = sandbox::nsjail(&config.sandbox.nsjail);

@@ -18,6 +18,10 @@ pub struct Sizing {
     pub service_mib: u64,
     /// One idle worker's PSS, MiB.
     pub worker_idle_mib: u64,
+    /// Idle workers the pool keeps started beyond `--workers`.
+    pub hot_standby_workers: u64,
+    /// tmpfs mounts of `--tmp-size-mib` each run gets.
+    pub tmpfs_per_run: u64,
 }
 
 /// deploy/sizing.json, checked by a unit test to parse.
@@ -28,17 +32,27 @@ impl Sizing {
     pub fn embedded() -> Self {
         // A unit test parses the file, so the fallback never applies to a
         // tested build; it keeps the doctor from panicking regardless.
-        serde_json::from_str(SIZING_JSON).unwrap_or(Self { service_mib: 32, worker_idle_mib: 136 })
+        serde_json::from_str(SIZING_JSON).unwrap_or(Self {
+            service_mib: 32,
+            worker_idle_mib: 136,
+            hot_standby_workers: 1,
+            tmpfs_per_run: 2,
+        })
     }
 
-    /// Memory request: supervisor + every worker idle plus a default-sized run.
+    /// The supervisor plus every worker, standbys included, idle.
+    fn idle_mib(&self, workers: u64) -> u64 {
+        self.service_mib + (workers + self.hot_standby_workers) * self.worker_idle_mib
+    }
+
+    /// Memory request: everything idle plus a default-sized run per worker.
     pub fn request_mib(&self, workers: u64, default_memory_mib: u64) -> u64 {
-        self.service_mib + workers * (self.worker_idle_mib + default_memory_mib)
+        self.idle_mib(workers) + workers * default_memory_mib
     }
 
-    /// Memory limit: every worker running a maximal run with a full /tmp.
+    /// Memory limit: every worker running a maximal run with full tmpfs mounts.
     pub fn limit_mib(&self, workers: u64, max_memory_mib: u64, tmp_mib: u64) -> u64 {
-        self.service_mib + workers * (self.worker_idle_mib + max_memory_mib + tmp_mib)
+        self.idle_mib(workers) + workers * (max_memory_mib + self.tmpfs_per_run * tmp_mib)
     }
 }
 
@@ -140,21 +154,33 @@ mod tests {
     fn the_embedded_file_parses_and_gives_the_manifest_figures() {
         let sizing: Sizing = serde_json::from_str(SIZING_JSON).expect("deploy/sizing.json parses");
         // The GKE Deployment: 2 workers, default 256 MiB, max 512 MiB, 64 MiB
-        // /tmp; its requests/limits are 832Mi/1536Mi, rounded up from these.
-        assert!(sizing.request_mib(2, 256) <= 832);
-        assert!(sizing.limit_mib(2, 512, 64) <= 1536);
-        assert_eq!(sizing.limit_mib(2, 512, 64), sizing.service_mib + 2 * (sizing.worker_idle_mib + 576));
+        // /tmp; its requests/limits are 960Mi/1792Mi, rounded up from these.
+        assert!(sizing.request_mib(2, 256) <= 960);
+        assert!(sizing.limit_mib(2, 512, 64) <= 1792);
+        assert_eq!(
+            sizing.limit_mib(2, 512, 64),
+            sizing.service_mib + 3 * sizing.worker_idle_mib + 2 * (512 + 2 * 64)
+        );
+    }
+
+    #[test]
+    fn the_file_agrees_with_the_pool_and_the_run_mounts() {
+        let sizing = Sizing::embedded();
+        assert_eq!(sizing.hot_standby_workers, crate::pool::HOT_STANDBY as u64, "deploy/sizing.json vs pool");
+        assert_eq!(sizing.tmpfs_per_run, crate::config::TMPFS_PER_RUN, "deploy/sizing.json vs config");
     }
 
     #[test]
     fn memory_fails_below_the_request_and_warns_below_the_limit() {
         let cfg = config(&["--workers", "2", "--max-memory-mib", "512"]);
-        let sizing = Sizing { service_mib: 32, worker_idle_mib: 136 };
+        let sizing =
+            Sizing { service_mib: 32, worker_idle_mib: 136, hot_standby_workers: 1, tmpfs_per_run: 2 };
         let at = |mib| memory(&cfg, &sizing, Some((mib, "test".into()))).status;
-        assert_eq!(at(815), Status::Fail);
-        assert_eq!(at(816), Status::Warn);
-        assert_eq!(at(1455), Status::Warn);
-        assert_eq!(at(1456), Status::Ok);
+        // request 32 + 3 x 136 + 2 x 256 = 952; limit 32 + 3 x 136 + 2 x (512 + 128) = 1720
+        assert_eq!(at(951), Status::Fail);
+        assert_eq!(at(952), Status::Warn);
+        assert_eq!(at(1719), Status::Warn);
+        assert_eq!(at(1720), Status::Ok);
     }
 
     #[test]

@@ -245,8 +245,8 @@ def exercise(a, pod: Pod, manifest: Path, out: str, t_play: float, play_secs: fl
         report = {}
     memory = next((c for c in report.get("checks", []) if c["name"] == "memory"), {})
     check(
-        "pyexec doctor --json in the pod exits 0, and sees the pod's 1536Mi memory limit",
-        done.returncode == 0 and report.get("ok") is True and "1536 MiB available (the memory cgroup limit" in memory.get("detail", ""),
+        "pyexec doctor --json in the pod exits 0, and sees the pod's 1792Mi memory limit",
+        done.returncode == 0 and report.get("ok") is True and "1792 MiB available (the memory cgroup limit" in memory.get("detail", ""),
         (done.stdout + done.stderr)[-2000:],
     )
 

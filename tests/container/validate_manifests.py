@@ -42,6 +42,7 @@ POD_LABELS = {"app.kubernetes.io/name": "pyexec", "app.kubernetes.io/component":
 # (also embedded in `pyexec doctor`); 64 is --tmp-size-mib's default.
 _SIZING = json.loads((DEPLOY / "sizing.json").read_text())
 WORKER_MIB, SERVICE_MIB, TMP_MIB = _SIZING["worker_idle_mib"], _SIZING["service_mib"], 64
+STANDBY, TMPFS_PER_RUN = _SIZING["hot_standby_workers"], _SIZING["tmpfs_per_run"]
 
 
 def mib(q: str) -> float:
@@ -284,8 +285,9 @@ def check_consistency(label: str, by_kind: dict[str, dict]) -> None:
     max_mem = int(envval("PYEXEC_MAX_MEMORY_MIB", "1024"))
     def_mem = int(envval("PYEXEC_DEFAULT_MEMORY_MIB", "256"))
     tmp_mib = int(envval("PYEXEC_TMP_SIZE_MIB", str(TMP_MIB)))
-    need_limit = SERVICE_MIB + workers * (WORKER_MIB + max_mem + tmp_mib)
-    need_request = SERVICE_MIB + workers * (WORKER_MIB + def_mem)
+    idle = SERVICE_MIB + (workers + STANDBY) * WORKER_MIB
+    need_limit = idle + workers * (max_mem + TMPFS_PER_RUN * tmp_mib)
+    need_request = idle + workers * def_mem
     lim = mib(c["resources"]["limits"]["memory"])
     req = mib(c["resources"]["requests"]["memory"])
     check(

@@ -21,7 +21,9 @@ from sandbox import Zygote
 
 # zygote + the plain and the plotting fork server + an init and a runner
 # per spare (the plain ones and the one plotting spare)
-EXPECTED_TREE = 3 + 2 * (sandbox.LIMITS["spares"] + 1)
+# The zygote, the plain and the plotting fork server and a standby copy of
+# each, then (init + runner) for every plain spare and the plotting spare.
+EXPECTED_TREE = 5 + 2 * (sandbox.LIMITS["spares"] + 1)
 
 pytestmark = pytest.mark.skipif(not sandbox.available(), reason="needs root, nsjail and the sandbox venv")
 

@@ -27,7 +27,7 @@ const MOVE_ROUNDS: usize = 10;
 
 /// Our own cgroup as a path in our cgroup namespace (`0::/PATH` of
 /// /proc/self/cgroup).
-pub(super) fn own_cgroup() -> Result<PathBuf, CgroupError> {
+pub fn own_cgroup() -> Result<PathBuf, CgroupError> {
     let text = std::fs::read_to_string("/proc/self/cgroup")
         .map_err(|source| CgroupError::Io { path: "/proc/self/cgroup".into(), source })?;
     text.lines().find_map(|line| line.strip_prefix("0::")).map(PathBuf::from).ok_or_else(|| {
@@ -39,7 +39,7 @@ pub(super) fn own_cgroup() -> Result<PathBuf, CgroupError> {
 }
 
 /// `fs_root` joined with an absolute cgroup path.
-fn under(fs_root: &Path, cgroup: &Path) -> PathBuf {
+pub fn under(fs_root: &Path, cgroup: &Path) -> PathBuf {
     let mut dir = fs_root.to_path_buf();
     dir.extend(cgroup.components().filter(|c| matches!(c, Component::Normal(_))));
     dir
