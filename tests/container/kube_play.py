@@ -100,6 +100,7 @@ class Pod:
         self.name = ""
         self.ctr = ""
         self.ip = ""
+        self.infra = ""
 
     def probe(self, kind: str) -> dict:
         return self.container[kind]
@@ -116,6 +117,12 @@ class Pod:
         timeout = self.probe(kind).get("timeoutSeconds", 1)
         status, _, _ = http(self.url(kind), timeout=timeout)
         return 200 <= status < 400, status
+
+
+def infra_ip(infra: str) -> str:
+    """The pod's address: its infra container's, on podman's network."""
+    networks = json.loads(podman("inspect", "--format", "{{json .NetworkSettings.Networks}}", infra))
+    return next((n["IPAddress"] for n in networks.values() if n.get("IPAddress")), "")
 
 
 def main() -> int:
@@ -164,9 +171,8 @@ def exercise(a, pod: Pod, manifest: Path, out: str, t_play: float, play_secs: fl
     info = json.loads(podman("pod", "inspect", pod.name))
     info = info[0] if isinstance(info, list) else info
     pod.ctr = f"{pod.name}-{pod.container['name']}"
-    infra = info["InfraContainerID"]
-    networks = json.loads(podman("inspect", "--format", "{{json .NetworkSettings.Networks}}", infra))
-    pod.ip = next((n["IPAddress"] for n in networks.values() if n.get("IPAddress")), "")
+    pod.infra = info["InfraContainerID"]
+    pod.ip = infra_ip(pod.infra)
     ctr = json.loads(podman("inspect", pod.ctr))[0]
     env = dict(e.split("=", 1) for e in ctr["Config"]["Env"])
 
@@ -290,6 +296,9 @@ def exercise(a, pod: Pod, manifest: Path, out: str, t_play: float, play_secs: fl
         if pod.probe_once("readinessProbe")[0]:
             ready_again = time.time() - t_restart
             break
+        # podman 4.3 may re-create the pod's network on a restart: follow
+        # the address, as a Service's endpoints would.
+        pod.ip = infra_ip(pod.infra) or pod.ip
         time.sleep(0.1)
     st, body, _ = http(pod.url("/execute"), {"script": SUM})
     check(
@@ -348,7 +357,7 @@ def exercise(a, pod: Pod, manifest: Path, out: str, t_play: float, play_secs: fl
     print(f"kube play -> /ready:          {ready_after:.2f} s (startupProbe passed at {started_after:.2f} s)")
     print(f"first-request latency:        {first * 1000:.1f} ms (POST /execute, sum seed, to the pod IP)")
     print(f"warm latency (10 runs):       median {warm[len(warm) // 2] * 1000:.1f} ms")
-    print(f"liveness failure detected in: {detect_secs:.1f} s; ready again after restart: {ready_again:.2f} s")
+    print(f"liveness failure detected in: {detect_secs:.1f} s; ready again after restart: {ready_again or float('nan'):.2f} s")
     print(f"delete -> exit 0:             {delete_secs:.1f} s (run of {run_secs} s in flight, grace {grace} s)")
     return tally.summary("kube-play")
 
