@@ -61,10 +61,15 @@ fn resource_attacks() -> Vec<Attack> {
             "memory bomb in 24 forked children, 200 MiB each (past the worker's cgroup)",
             "def main():\n    for _ in range(24):\n        if os.fork() == 0:\n            try:\n                x = b'x' * (200 * 1024 * 1024)\n                import time\n                time.sleep(2)\n            finally:\n                os._exit(0)\n    while True:\n        try:\n            os.wait()\n        except ChildProcessError:\n            return 'children done'",
             Expect::Verdict(
-                "the OOM killer takes run processes, never the zygote: 200 or 422 memory_limit/killed",
+                "the OOM killer takes run processes, never the zygote: 200 or 422 memory_limit/killed/timeout",
+                // On a busy or slow host, 24 children faulting in 200 MiB each
+                // under the cgroup's reclaim can outlast the 10 s timeout; what
+                // this attack tests is that the zygote survives, which the
+                // follow-up request checks.
                 |status, a| {
                     (status == 200 && a["result"] == "children done")
-                        || (status == 422 && (a["kind"] == "memory_limit" || a["kind"] == "killed"))
+                        || (status == 422
+                            && (a["kind"] == "memory_limit" || a["kind"] == "killed" || a["kind"] == "timeout"))
                 },
             ),
         ),
