@@ -176,9 +176,9 @@ def main() -> int:
     leaf = next(iter(found.values())) if found else ""
     if leaf:
         mem, pids = read(f"{leaf}/memory.max").strip(), read(f"{leaf}/pids.max").strip()
-        # The worker cap: --max-memory-mib + 512 MiB + the 64 MiB /tmp; pids
-        # 4 x --max-processes (32) + 16.
-        want_mem, want_pids = (MAX_MEMORY_MIB + 512 + 64) << 20, 4 * 32 + 16
+        # The worker cap: --max-memory-mib + 512 MiB + the run's two 64 MiB
+        # tmpfs (/tmp, /dev/shm); pids 4 x --max-processes (32) + 16.
+        want_mem, want_pids = (MAX_MEMORY_MIB + 512 + 2 * 64) << 20, 4 * 32 + 16
         check("worker leaf has memory and pids limits", mem == str(want_mem) and pids == str(want_pids),
               f"{leaf.removeprefix(CG)} memory.max={mem} pids.max={pids}")
     else:
@@ -230,11 +230,13 @@ def main() -> int:
                 state = read(f"/proc/{pid}/stat").split()[2] if os.path.exists(f"/proc/{pid}") else "?"
                 print(f"[driver] {leaf_dir.removeprefix(CG)} pid {pid} {state} {cmd}", flush=True)
 
-    def new_leaves_only() -> set[str] | None:
+    # The pool's worker and its hot standby each have a leaf: the killed
+    # one's leaf goes, and a replacement's leaf appears.
+    def replaced_leaf() -> set[str] | None:
         now = set(leaves())
-        return now if now and not (now & before_leaves) else None
+        return now if (before_leaves - now) and (now - before_leaves) else None
 
-    replaced = wait_for(new_leaves_only, 60)
+    replaced = wait_for(replaced_leaf, 60)
     check("killed worker's leaf removed and a new one created", bool(replaced),
           f"{sorted(before_leaves)} -> {sorted(set(leaves()))}")
 
