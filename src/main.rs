@@ -190,6 +190,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
         tracing::warn!("shutdown deadline passed with requests still in flight");
     }
     supervisor.shutdown().await;
+    // A worker killed during shutdown (a standby still starting) cannot
+    // remove its own leaf; nothing of ours may outlive us.
+    let swept = cgroup.sweep_stale();
+    if swept > 0 {
+        tracing::info!(swept, "removed the cgroups of workers killed at shutdown");
+    }
     tracing::info!("bye");
     Ok(())
 }

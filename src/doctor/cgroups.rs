@@ -55,6 +55,12 @@ pub fn plan(mode: CgroupMode, root: &Path, parent: Option<&Path>) -> Result<Cgro
     CgroupPlan::detect(mode, root, parent)
 }
 
+/// Whether memory and pids are enabled for the children of `parent`.
+pub fn v2_enabled(parent: &Path) -> bool {
+    let enabled = words(&parent.join("cgroup.subtree_control"));
+    ["memory", "pids"].iter().all(|c| enabled.iter().any(|on| on == c))
+}
+
 /// `cgroup`: the plan the service would make and whether it can work.
 pub fn check(mode: CgroupMode, plan: &Result<CgroupPlan, CgroupError>) -> Check {
     let root = Path::new(CGROUP_FS);

@@ -118,6 +118,11 @@ pub fn run_checks(config: &Config) -> Vec<Check> {
     let can_jail = nsjail.status != Status::Fail && venv.status != Status::Fail;
     checks.extend([nsjail, venv, sandbox::seccomp(&config.sandbox)]);
     checks.push(match &plan {
+        // The server's v2 start-up step would enable memory and pids first;
+        // doctor only looks, so it tries the jail without a cgroup then.
+        Ok(CgroupPlan::V2 { parent }) if can_jail && !cgroups::v2_enabled(parent) => {
+            sandbox::jail(&config.sandbox, &CgroupPlan::Off)
+        }
         Ok(plan) if can_jail => sandbox::jail(&config.sandbox, plan),
         // Still try the jail, without a cgroup, to report what else is wrong.
         Err(_) if can_jail => sandbox::jail(&config.sandbox, &CgroupPlan::Off),
