@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Checks a running pyexec container (started by build-and-run.sh).
 
-Sends the seed examples (../../../shared/seeds), a timeout case, a
+Sends the curl examples of the services pyexec supersedes, a timeout case, a
 memory-limit case and a few isolation cases to the container over loopback,
 measures readiness time and first-request latency, then stops the container
 with SIGTERM and checks it exits 0. Standard library only.
