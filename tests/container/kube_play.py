@@ -288,9 +288,15 @@ def exercise(a, pod: Pod, manifest: Path, out: str, t_play: float, play_secs: fl
         failures == live["failureThreshold"],
         f"{failures} failures",
     )
-    # The kubelet now restarts the container.
+    # The kubelet now restarts the container. Not with `podman restart`:
+    # podman 4.3's kube play gives the pod the exit policy "stop", so once
+    # its only container has stopped podman may stop the infra container
+    # too, and a restart of the container alone then fails ("cannot get
+    # namespace path unless container ... is running", seen in CI).
+    # `pod start` brings back whatever stopped, the infra container first.
     t_restart = time.time()
-    podman("restart", "-t", "2", pod.ctr)
+    podman("stop", "-t", "2", pod.ctr)
+    podman("pod", "start", pod.name)
     ready_again = None
     while time.time() - t_restart < 60:
         if pod.probe_once("readinessProbe")[0]:
