@@ -175,7 +175,7 @@ def parse_args() -> argparse.Namespace:
 def run_faults(service: Service, args: argparse.Namespace) -> list[dict]:
     """Inject faults in rotation for ``args.duration``; each waits for recovery."""
     rng = random.Random(args.seed)
-    plan = [(kind, action) for kind in KINDS for action in ("kill", "stop")]
+    plan = [(kind, action) for kind in KINDS for action in ("kill", "stop")] + [("zygote", "oom")]
     faults: list[dict] = []
     t_end = time.monotonic() + args.duration
     i = 0

@@ -3,7 +3,8 @@
 Owns: finding each kind of process under the service's pid (nsjail, the
 zygote, fork servers, spare run inits, runners) by walking /proc, telling a
 runner that still waits for its request from one running user code, and
-sending the signals of one fault. Must not: talk HTTP or decide pass/fail.
+sending the signals of one fault, or squeezing a worker's memory cgroup
+until the kernel OOM-kills its zygote. Must not: talk HTTP or decide pass/fail.
 
 Kinds, by position in the tree (the zygote is nsjail's child; its children
 at the zygote's own pid-namespace depth are fork servers, the deeper ones
@@ -130,13 +131,68 @@ STOP_HOLD_S = {"nsjail": 1.5, "zygote": 1.5, "fork_server": 3.5, "spare": 1.0, "
 @dataclass
 class Fault:
     kind: str
-    action: str  # "kill" or "stop"
+    action: str  # "kill", "stop" or "oom"
     pid: int
     at: float  # monotonic time the fault was complete (kill sent, or SIGCONT sent)
 
 
+def memory_cgroup(pid: int) -> str | None:
+    """The directory of ``pid``'s memory cgroup: v1's memory controller, else v2's."""
+    v2 = None
+    for line in (_read(f"/proc/{pid}/cgroup") or "").splitlines():
+        _, controllers, path = line.split(":", 2)
+        if "memory" in controllers.split(","):
+            return f"/sys/fs/cgroup/memory{path}"
+        if controllers == "":
+            v2 = f"/sys/fs/cgroup{path}"
+    return v2 if v2 and os.path.exists(f"{v2}/memory.max") else None
+
+
+OOM_WAIT_S = 10.0
+
+
+def oom_zygote(service_pid: int, rng: random.Random) -> Fault | None:
+    """The kernel's OOM killer takes a zygote: memory pressure the service caused.
+
+    Lowers the limit of the zygote's memory cgroup (nsjail's per-worker
+    leaf) to just above what it holds, so that the next spare or run that
+    touches memory hits it, and marks the zygote the OOM killer's choice
+    (``oom_score_adj`` 1000; spares inherit their fork server's score, not
+    this one). The zygote's death ends the worker, whose leaf goes with it.
+    """
+    zygotes = Chain.read(service_pid).by_kind["zygote"]
+    if not zygotes:
+        return None
+    zygote = rng.choice(zygotes)
+    cg = memory_cgroup(zygote)
+    if cg is None:
+        return None
+    v1 = os.path.exists(f"{cg}/memory.limit_in_bytes")
+    limit_file = f"{cg}/memory.limit_in_bytes" if v1 else f"{cg}/memory.max"
+    usage = int((_read(f"{cg}/memory.usage_in_bytes" if v1 else f"{cg}/memory.current") or "0").strip() or 0)
+    old_limit = (_read(limit_file) or "").strip()
+    try:
+        with open(f"/proc/{zygote}/oom_score_adj", "w") as f:
+            f.write("1000")
+        with open(limit_file, "w") as f:
+            f.write(str(usage + (2 << 20)))
+    except OSError:
+        return None
+    deadline = time.monotonic() + OOM_WAIT_S
+    while time.monotonic() < deadline and state(zygote) not in ("gone", "Z"):
+        time.sleep(0.01)
+    if state(zygote) not in ("gone", "Z"):
+        # No run touched memory in time: give the worker its limit back.
+        with contextlib.suppress(OSError), open(limit_file, "w") as f:
+            f.write(old_limit)
+        return None
+    return Fault("zygote", "oom", zygote, time.monotonic())
+
+
 def inject(service_pid: int, kind: str, action: str, rng: random.Random) -> Fault | None:
     """One fault of ``action`` on a process of ``kind``; None if none was found."""
+    if action == "oom":
+        return oom_zygote(service_pid, rng)
     for _ in range(50):
         pids = Chain.read(service_pid).by_kind[kind]
         if pids:
