@@ -6,7 +6,8 @@ keep-alive connections (``http.client``) with trivial scripts that each
 return a fresh nonce, and meanwhile sends, in rotation, SIGKILL and
 SIGSTOP/SIGCONT to each kind of process of the chain (nsjail, zygote, fork
 server, spare run init, runner; found by walking /proc from the service's
-pid; see ``pyexec_bench/chain.py``). After each fault it waits for the pool
+pid; see ``pyexec_bench/chain.py``), and squeezes one worker's memory
+cgroup until the kernel OOM-kills in it. After each fault it waits for the pool
 to be back at full size (``pyexec_workers`` idle + busy = pool size, none
 starting) and records how long that took; before the next fault it also
 waits until no worker is starting (the hot standby is back).
@@ -175,7 +176,7 @@ def parse_args() -> argparse.Namespace:
 def run_faults(service: Service, args: argparse.Namespace) -> list[dict]:
     """Inject faults in rotation for ``args.duration``; each waits for recovery."""
     rng = random.Random(args.seed)
-    plan = [(kind, action) for kind in KINDS for action in ("kill", "stop")] + [("zygote", "oom")]
+    plan = [(kind, action) for kind in KINDS for action in ("kill", "stop")] + [("worker_cgroup", "oom")]
     faults: list[dict] = []
     t_end = time.monotonic() + args.duration
     i = 0
@@ -184,7 +185,7 @@ def run_faults(service: Service, args: argparse.Namespace) -> list[dict]:
         i += 1
         fault = inject(service.pid, kind, action, rng)
         if fault is None:
-            log(f"no {kind} process found for {action}")
+            log(f"{action} of {kind}: no fault made (no such process, or the worker outlived its squeeze)")
             continue
         recovery = wait_full(service, fault.at)
         faults.append({"kind": kind, "action": action, "pid": fault.pid, "recovery_s": recovery})

@@ -4,7 +4,7 @@ Owns: finding each kind of process under the service's pid (nsjail, the
 zygote, fork servers, spare run inits, runners) by walking /proc, telling a
 runner that still waits for its request from one running user code, and
 sending the signals of one fault, or squeezing a worker's memory cgroup
-until the kernel OOM-kills its zygote. Must not: talk HTTP or decide pass/fail.
+until the kernel OOM-kills in it. Must not: talk HTTP or decide pass/fail.
 
 Kinds, by position in the tree (the zygote is nsjail's child; its children
 at the zygote's own pid-namespace depth are fork servers, the deeper ones
@@ -151,20 +151,25 @@ def memory_cgroup(pid: int) -> str | None:
 OOM_WAIT_S = 10.0
 
 
-def oom_zygote(service_pid: int, rng: random.Random) -> Fault | None:
-    """The kernel's OOM killer takes a zygote: memory pressure the service caused.
+def oom_worker(service_pid: int, rng: random.Random) -> Fault | None:
+    """Memory pressure that is the service's, not a script's: a worker's cgroup squeezed.
 
-    Lowers the limit of the zygote's memory cgroup (nsjail's per-worker
-    leaf) to just above what it holds, so that the next spare or run that
-    touches memory hits it, and marks the zygote the OOM killer's choice
-    (``oom_score_adj`` 1000; spares inherit their fork server's score, not
-    this one). The zygote's death ends the worker, whose leaf goes with it.
+    Lowers the memory limit of one worker's cgroup (the one its zygote is
+    in) to 2 MiB above what it holds, so the next spare or run that touches
+    memory makes the kernel OOM-kill in it: a run (``oom_score_adj`` 1000)
+    or, once none is left, the zygote. Neither is the doing of the script
+    that was running, which stayed far below its own cap. The service must
+    answer that request honestly (retry, or 503 ``worker_lost``; never 422)
+    and replace the worker, whose cgroup goes with it. The fault counts
+    when that worker's nsjail is gone.
     """
-    zygotes = Chain.read(service_pid).by_kind["zygote"]
-    if not zygotes:
+    chain = Chain.read(service_pid)
+    kids = children_map()
+    jails = [j for j in chain.workers if kids.get(j)]
+    if not jails:
         return None
-    zygote = rng.choice(zygotes)
-    cg = memory_cgroup(zygote)
+    jail = rng.choice(jails)
+    cg = memory_cgroup(kids[jail][0])
     if cg is None:
         return None
     v1 = os.path.exists(f"{cg}/memory.limit_in_bytes")
@@ -172,27 +177,26 @@ def oom_zygote(service_pid: int, rng: random.Random) -> Fault | None:
     usage = int((_read(f"{cg}/memory.usage_in_bytes" if v1 else f"{cg}/memory.current") or "0").strip() or 0)
     old_limit = (_read(limit_file) or "").strip()
     try:
-        with open(f"/proc/{zygote}/oom_score_adj", "w") as f:
-            f.write("1000")
         with open(limit_file, "w") as f:
             f.write(str(usage + (2 << 20)))
     except OSError:
         return None
     deadline = time.monotonic() + OOM_WAIT_S
-    while time.monotonic() < deadline and state(zygote) not in ("gone", "Z"):
+    while time.monotonic() < deadline and state(jail) not in ("gone", "Z"):
         time.sleep(0.01)
-    if state(zygote) not in ("gone", "Z"):
-        # No run touched memory in time: give the worker its limit back.
+    if state(jail) not in ("gone", "Z"):
+        # The worker lives on squeezed: give it its limit back. The answers
+        # its runs got meanwhile are what the caller judges.
         with contextlib.suppress(OSError), open(limit_file, "w") as f:
             f.write(old_limit)
         return None
-    return Fault("zygote", "oom", zygote, time.monotonic())
+    return Fault("worker_cgroup", "oom", jail, time.monotonic())
 
 
 def inject(service_pid: int, kind: str, action: str, rng: random.Random) -> Fault | None:
     """One fault of ``action`` on a process of ``kind``; None if none was found."""
     if action == "oom":
-        return oom_zygote(service_pid, rng)
+        return oom_worker(service_pid, rng)
     for _ in range(50):
         pids = Chain.read(service_pid).by_kind[kind]
         if pids:
