@@ -24,7 +24,11 @@ def check_name(name: str) -> None:
         raise InputFileError(f"invalid input file name {name!r}")
 
 
-def place(files: Iterable[tuple[str, bytes]], directory: str = "/tmp") -> None:
+# The run's working directory: its private tmpfs, where its files go.
+RUN_DIR = "/tmp"
+
+
+def place(files: Iterable[tuple[str, bytes]], directory: str = RUN_DIR) -> None:
     """Create every file in ``directory``; the first failure raises."""
     dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:

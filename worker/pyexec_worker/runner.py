@@ -45,6 +45,10 @@ def run_request(raw: bytes, meter: Meter) -> dict[str, Any]:
     except MemoryError as exc:
         message = _message("memory_limit", error=tracebacks.error_line(exc))
     else:
+        # Input files are modules too (`import lib` of a lib.py in `files`):
+        # the run's /tmp goes last on sys.path, after the standard library
+        # and site-packages, so a file named json.py cannot shadow `json`.
+        sys.path.append(inputs.RUN_DIR)
         message = execute(
             request["script"],
             request["max_result_bytes"],

@@ -672,6 +672,28 @@ def test_input_files_usage_and_a_figure_through_the_zygote(zygote):
     assert run_usage["wall_ms"] > 0 and run_usage["cpu_ms"] > 0 and run_usage["max_rss_kib"] > 10_000
 
 
+def test_input_files_import_as_modules_but_never_shadow_the_stdlib(zygote):
+    # Neither tabnanny (stdlib) nor helpers is imported by the warm
+    # zygote, so the import below really searches sys.path.
+    files = [
+        {"name": "helpers.py", "data": b"def double(x):\n    return 2 * x\n"},
+        {"name": "tabnanny.py", "data": b"raise SystemExit('shadowed the standard library')\n"},
+    ]
+    script = (
+        "import sys\n"
+        "def main():\n"
+        "    fresh = 'tabnanny' not in sys.modules and 'helpers' not in sys.modules\n"
+        "    import tabnanny, helpers\n"
+        "    return [fresh, helpers.double(21), tabnanny.__file__]\n"
+    )
+    fresh, doubled, where = result(zygote.run(script, files=files))
+    assert (fresh, doubled) == (True, 42)
+    assert where.endswith("/tabnanny.py") and not where.startswith("/tmp/"), where
+    # The next run's sys.path holds /tmp once: nothing carried over.
+    assert result(zygote.run("import sys\ndef main():\n    return sys.path.count('/tmp')\n")) == 1
+    healthy(zygote)
+
+
 def test_usage_of_a_killed_run_comes_from_its_init(zygote):
     reply = zygote.run("import os\ndef main():\n    os.kill(os.getpid(), 9)\n")
     assert reply["outcome"] == "killed"
