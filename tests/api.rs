@@ -57,6 +57,8 @@ async fn client_errors_are_4xx_with_kinds() {
         ("{\"script\": \"x\", \"timeout\": -1}", "timeout"),
         ("{\"script\": \"x\", \"timeout\": 100000}", "timeout"),
         ("{\"script\": \"x\", \"memory\": 1}", "memory"),
+        ("{\"script\": \"def main(): return 1\", \"script\": \"x\"}", "\"script\" appears twice"),
+        ("{\"script\": \"x\", \"files\": {\"a\": \"\", \"a\": \"\"}}", "\"files\"[\"a\"] appears twice"),
     ] {
         let (status, k, message) = kind(post(body, "application/json").await.expect("send")).await;
         assert_eq!((status, k.as_str()), (400, "invalid_request"), "{body}");

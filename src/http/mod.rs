@@ -27,6 +27,7 @@ mod files;
 pub mod request;
 pub mod routes;
 mod stall;
+mod strict_json;
 
 use std::convert::Infallible;
 use std::future::Future;

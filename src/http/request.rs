@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 
 use super::error::ApiError;
 use super::files::{parse_files, FileCaps};
+use super::strict_json::{self, StrictJsonError};
 use crate::config::LimitsConfig;
 use crate::executor::Job;
 
@@ -31,10 +32,14 @@ fn invalid(message: String) -> ApiError {
 ///
 /// # Errors
 /// `invalid_json` when the body does not parse, `invalid_request` when a
-/// field is missing, unknown, of the wrong type or out of range.
+/// field is missing, unknown, given twice, of the wrong type or out of range.
 pub fn parse_job(body: &[u8], limits: &LimitsConfig) -> Result<Job, ApiError> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::InvalidJson(format!("request body is not valid JSON: {e}")))?;
+    let value = strict_json::from_slice(body).map_err(|e| match e {
+        StrictJsonError::Syntax(e) => ApiError::InvalidJson(format!("request body is not valid JSON: {e}")),
+        StrictJsonError::DuplicateKey(path) => invalid(format!(
+            "key {path} appears twice in the request body; send each field (and each file name) once"
+        )),
+    })?;
     let Value::Object(fields) = value else {
         return Err(invalid(format!(
             "request body must be a JSON object like {{\"script\": \"...\"}}, got {}",
@@ -204,6 +209,11 @@ mod tests {
         assert!(message(parse(r#"{"script": "  \n"}"#)).contains("must not be empty"));
         assert!(message(parse(r#"{"script": 5}"#)).contains("must be a string, got a number"));
         assert!(message(parse(r#"{"script": "x", "code": 1}"#)).contains("unknown field \"code\""));
+        assert!(
+            message(parse(r#"{"script": "a", "script": "b"}"#)).starts_with("key \"script\" appears twice")
+        );
+        let twice = message(parse(r#"{"script": "x", "files": {"a.csv": "", "a.csv": "YQ=="}}"#));
+        assert!(twice.starts_with("key \"files\"[\"a.csv\"] appears twice"), "{twice}");
         assert!(message(parse(r#"{"script": "x", "timeout": 0}"#)).contains("\"timeout\""));
         assert!(message(parse(r#"{"script": "x", "timeout": -1}"#)).contains("\"timeout\""));
         assert!(message(parse(r#"{"script": "x", "timeout": 61}"#)).contains("(0, 60]"));
