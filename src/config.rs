@@ -73,9 +73,11 @@ pub struct Flags {
     /// Largest memory limit a request may ask for, in MiB.
     #[arg(long, env = "PYEXEC_MAX_MEMORY_MIB", default_value_t = 1024)]
     pub max_memory_mib: u64,
-    /// Largest request body accepted, in bytes.
-    #[arg(long, env = "PYEXEC_MAX_BODY_BYTES", default_value_t = MIB)]
-    pub max_body_bytes: u64,
+    /// Largest request body accepted, in bytes [default: room for
+    /// --max-files-bytes of files in base64 plus 1 MiB of script; 1 MiB with
+    /// --max-files 0]. Less than the files take is refused at start-up.
+    #[arg(long, env = "PYEXEC_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<u64>,
     /// Most stdout (and, separately, stderr) kept per run, in bytes.
     #[arg(long, env = "PYEXEC_MAX_OUTPUT_BYTES", default_value_t = MIB)]
     pub max_output_bytes: u64,
@@ -337,6 +339,42 @@ fn within<T: PartialOrd + std::fmt::Display>(
     Ok(value)
 }
 
+/// Room in a default body for the script and the fields around the files.
+const SCRIPT_ROOM_BYTES: u64 = MIB;
+
+/// The JSON one input file can add beyond its base64: a 255-byte name, its
+/// quotes, the colon, the value's quotes and padding, the comma.
+const FILE_ENTRY_BYTES: u64 = 255 + 12;
+
+/// Bytes of body that `max_files` files of `max_files_bytes` in all can
+/// take in base64 JSON; `None` if that overflows.
+fn files_body_bytes(max_files: u64, max_files_bytes: u64) -> Option<u64> {
+    max_files_bytes.div_ceil(3).checked_mul(4)?.checked_add(max_files.checked_mul(FILE_ENTRY_BYTES)?)
+}
+
+/// `--max-body-bytes`: given, it must carry the files cap (else that cap
+/// could never be reached: a client would get 413 for files the service
+/// says it accepts); not given, the files cap in base64 plus the script's room.
+fn body_cap(given: Option<u64>, max_files: u64, max_files_bytes: u64) -> Result<u64, ConfigError> {
+    let files = if max_files == 0 { Some(0) } else { files_body_bytes(max_files, max_files_bytes) };
+    let files =
+        files.ok_or_else(|| ConfigError::new("max-files-bytes", "is too large to fit any request body"))?;
+    match given {
+        None => files
+            .checked_add(SCRIPT_ROOM_BYTES)
+            .ok_or_else(|| ConfigError::new("max-files-bytes", "is too large to fit any request body")),
+        Some(body) if body < files.max(1) => Err(ConfigError::new(
+            "max-body-bytes",
+            format!(
+                "{body} bytes cannot carry --max-files-bytes {max_files_bytes} ({max_files} files in base64 \
+                 JSON take up to {files} bytes): raise --max-body-bytes, or lower --max-files-bytes \
+                 (--max-files 0 refuses files)"
+            ),
+        )),
+        Some(body) => Ok(body),
+    }
+}
+
 fn positive(flag: &'static str, value: u64) -> Result<u64, ConfigError> {
     if value == 0 {
         return Err(ConfigError::new(flag, "must be greater than 0"));
@@ -371,7 +409,6 @@ impl Flags {
                 "must lie between --min-memory-mib and --max-memory-mib",
             ));
         }
-        let max_body_bytes = positive("max-body-bytes", self.max_body_bytes)?;
         let max_output_bytes = positive("max-output-bytes", self.max_output_bytes)?;
         let max_result_bytes = positive("max-result-bytes", self.max_result_bytes)?;
         let api_token = match self.api_token {
@@ -400,6 +437,7 @@ impl Flags {
                 "must not exceed --tmp-size-mib nor --max-file-size-mib (the files must fit the run's /tmp)",
             ));
         }
+        let max_body_bytes = body_cap(self.max_body_bytes, max_files, self.max_files_bytes)?;
         let max_figures = within("max-figures", self.max_figures, 0..=64)?;
         let max_figures_bytes = positive("max-figures-bytes", self.max_figures_bytes)?;
         // A frame carries either a run request (script and input files, both
@@ -502,7 +540,8 @@ mod tests {
         let config = parse(&[]).expect("defaults are valid");
         assert_eq!(config.http.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(config.limits.default_timeout, Duration::from_secs(10));
-        assert_eq!(config.http.max_body_bytes, MIB);
+        // The 16 files of 8 MiB in all, in base64, and 1 MiB of script.
+        assert_eq!(config.http.max_body_bytes, (8 * MIB).div_ceil(3) * 4 + 16 * 267 + MIB);
         assert_eq!(config.limits.max_result_bytes, 4 * MIB);
         assert!(config.pool.workers >= 1);
         assert!(config.sandbox.max_frame_bytes > 6 * MIB);
@@ -513,6 +552,31 @@ mod tests {
         let err = parse(&["--workers", "0"]).expect_err("0 workers is invalid");
         assert_eq!(err.flag, "workers");
         assert!(err.to_string().starts_with("invalid value for --workers"));
+    }
+
+    #[test]
+    fn the_body_cap_carries_the_files_cap() {
+        let body = |args: &[&str]| parse(args).map(|c| c.http.max_body_bytes);
+        // Derived from the files cap, when not given.
+        assert_eq!(
+            body(&["--max-files-bytes", "3000", "--max-files", "2"]).expect("valid"),
+            4000 + 2 * 267 + MIB
+        );
+        assert_eq!(body(&["--max-files", "0"]).expect("valid"), MIB);
+        // Given: at least what the files take, naming both flags otherwise.
+        let err = parse(&["--max-body-bytes", "1048576"]).expect_err("8 MiB of files cannot fit 1 MiB");
+        assert_eq!(err.flag, "max-body-bytes");
+        assert!(err.to_string().contains("--max-files-bytes 8388608"), "{err}");
+        assert_eq!(body(&["--max-body-bytes", "1024", "--max-files", "0"]).expect("no files"), 1024);
+        assert_eq!(
+            body(&["--max-body-bytes", "1024", "--max-files-bytes", "500", "--max-files", "1"])
+                .expect("fits"),
+            1024
+        );
+        assert_eq!(
+            parse(&["--max-body-bytes", "0", "--max-files", "0"]).expect_err("zero").flag,
+            "max-body-bytes"
+        );
     }
 
     #[test]

@@ -83,7 +83,7 @@ async fn client_errors_are_4xx_with_kinds() {
 
 #[tokio::test]
 async fn oversized_body_is_413() {
-    let service = Service::start(&["--max-body-bytes", "1024"]).await;
+    let service = Service::start(&["--max-body-bytes", "1024", "--max-files", "0"]).await;
     let script = format!("def main():\n    return '{}'", "x".repeat(2000));
     let (status, body) = service.run(&script).await;
     assert_eq!(status, 413);
@@ -111,7 +111,7 @@ async fn oversized_body_is_413() {
 #[tokio::test]
 async fn refused_body_gets_its_answer_not_a_reset() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let service = Service::start(&["--max-body-bytes", "1024", "--workers", "1"]).await;
+    let service = Service::start(&["--max-body-bytes", "1024", "--max-files", "0", "--workers", "1"]).await;
     let address = service.base.trim_start_matches("http://").to_string();
     let body = format!("{{\"script\": \"{}\"}}", "x".repeat(200_000));
     for attempt in 0..10 {

@@ -68,6 +68,23 @@ async fn files_land_in_tmp_and_pandas_reads_a_csv() {
     assert_eq!(next["result"], json!([]));
 }
 
+/// The files cap is reachable with the default body cap: 8 MiB of CSV, a
+/// third more in base64, still fits (the body default derives from it);
+/// and pandas reads it within the default `memory` (its parallel reader's
+/// threads once spent 256 MiB of address space on malloc arenas).
+#[tokio::test]
+async fn a_csv_at_the_files_cap_fits_the_default_body() {
+    let service = Service::start(&[]).await;
+    let row = b"1234567,8901234\n";
+    let rows = (8 * 1024 * 1024 - 4) / row.len();
+    let csv: Vec<u8> = b"a,b\n".iter().chain(row.iter().cycle().take(rows * row.len())).copied().collect();
+    let script = "import pandas as pd\ndef main():\n    return len(pd.read_csv('data.csv'))";
+    let body = json!({"script": script, "files": {"data.csv": b64(&csv)}, "timeout": 30});
+    let (status, answer) = service.execute_body(body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["result"], json!(rows));
+}
+
 #[tokio::test]
 async fn each_bad_file_is_a_400_naming_it() {
     let service = Service::start(&["--max-files", "2", "--max-files-bytes", "8"]).await;

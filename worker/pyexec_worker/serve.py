@@ -226,6 +226,9 @@ def main(argv: list[str]) -> int:
     # Run inits are our children (CLONE_PARENT); anything orphaned in the
     # jail is re-parented to us too, so nothing stays a zombie.
     libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
+    # Before any thread exists, so that every run inherits it: the run's
+    # `memory` then pays for memory, not for per-thread arena reservations.
+    libc.limit_malloc_arenas(1)
     warm_up()
     # Everything imported so far stays shared (copy-on-write) with every fork.
     gc.collect()
