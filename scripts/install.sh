@@ -26,7 +26,7 @@ log() { printf '\033[1m[install]\033[0m %s\n' "$*"; }
 
 apt_packages=(python3-venv)
 if $with_tools; then
-  apt_packages+=(prometheus podman runc debootstrap catatonit wrk qemu-system-x86 qemu-utils cpio)
+  apt_packages+=(prometheus podman runc debootstrap catatonit wrk qemu-system-x86 qemu-utils cpio curl)
   # Node.js may come from elsewhere with its own npm; Debian's npm package
   # would conflict with it, so install these only when the commands are missing.
   command -v node >/dev/null || apt_packages+=(nodejs)

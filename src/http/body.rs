@@ -1,5 +1,6 @@
-//! The request body of `POST /execute`: read up to the limit, never
-//! further, and what happens to the rest when a request is refused early.
+//! The request body of `POST /execute` (JSON or `multipart/form-data`):
+//! read up to the limit, never further, and what happens to the rest when
+//! a request is refused early.
 //!
 //! A refusal (401, 413, 415) is decided before the body has been read. If
 //! the connection were then closed at once, the bytes the client already
@@ -38,19 +39,27 @@ impl RequestBody {
         Self { incoming, finished }
     }
 
-    /// Reads a JSON body of at most `max` bytes within `time_limit`.
-    /// Refuses a wrong media type or a declared length over `max` without
-    /// reading anything, a chunked body as soon as it passes `max`, and a
-    /// body still incomplete after `time_limit` (`request_timeout`).
-    pub async fn read_json(
+    /// Reads a JSON or `multipart/form-data` body of at most `max` bytes
+    /// within `time_limit`. Refuses another media type or a declared
+    /// length over `max` without reading anything, a chunked body as soon
+    /// as it passes `max`, and a body still incomplete after `time_limit`
+    /// (`request_timeout`).
+    pub async fn read_json_or_form(
+        &mut self,
+        headers: &HeaderMap,
+        max: u64,
+        time_limit: Duration,
+    ) -> Result<(Media, Bytes), ApiError> {
+        let media = media(headers).ok_or(ApiError::UnsupportedMediaType)?;
+        Ok((media, self.read_limited(headers, max, time_limit).await?))
+    }
+
+    async fn read_limited(
         &mut self,
         headers: &HeaderMap,
         max: u64,
         time_limit: Duration,
     ) -> Result<Bytes, ApiError> {
-        if !is_json(headers) {
-            return Err(ApiError::UnsupportedMediaType);
-        }
         let declared = declared_length(headers);
         if declared.is_some_and(|len| len > max) {
             return Err(ApiError::PayloadTooLarge { max });
@@ -108,12 +117,28 @@ impl RequestBody {
     }
 }
 
-fn is_json(headers: &HeaderMap) -> bool {
-    headers
-        .get(CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.split(';').next())
-        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+/// The media types a body may have.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Media {
+    Json,
+    /// `multipart/form-data`, with its boundary.
+    FormData {
+        boundary: String,
+    },
+}
+
+/// What `Content-Type` says the body is (parameters such as `charset`
+/// ignored); `None` for anything else, or a form without a boundary.
+fn media(headers: &HeaderMap) -> Option<Media> {
+    let value = headers.get(CONTENT_TYPE)?.to_str().ok()?;
+    let essence = value.split(';').next()?.trim();
+    if essence.eq_ignore_ascii_case("application/json") {
+        Some(Media::Json)
+    } else if essence.eq_ignore_ascii_case("multipart/form-data") {
+        multer::parse_boundary(value).ok().map(|boundary| Media::FormData { boundary })
+    } else {
+        None
+    }
 }
 
 fn declared_length(headers: &HeaderMap) -> Option<u64> {

@@ -167,7 +167,7 @@ impl ApiError {
             Self::MethodNotAllowed { allow } => format!("method not allowed here; use {allow}"),
             Self::PayloadTooLarge { max } => format!("request body is larger than the {max}-byte limit"),
             Self::UnsupportedMediaType => {
-                "send the body as JSON with 'Content-Type: application/json'".into()
+                "send the body as JSON with 'Content-Type: application/json' (POST /execute also takes multipart/form-data, e.g. curl -F script=@job.py)".into()
             }
             Self::Script(report) => {
                 report.error.clone().unwrap_or_else(|| default_message(report.outcome).into())

@@ -56,6 +56,51 @@ pub fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The files of one request as they are added, from JSON or from
+/// multipart parts alike: each is checked against the name rules and the
+/// caps as it comes, so the messages are the same for both.
+pub struct FileSet {
+    caps: FileCaps,
+    total: u64,
+    files: Vec<InputFile>,
+}
+
+impl FileSet {
+    pub fn new(caps: FileCaps) -> Self {
+        Self { caps, total: 0, files: Vec::new() }
+    }
+
+    /// `files["name"]`, as every message names a file.
+    pub fn label(name: &str) -> String {
+        format!("files[{}]", Value::String(name.to_owned()))
+    }
+
+    /// Adds one file, after its name and the caps.
+    ///
+    /// # Errors
+    /// A message naming the file and the cap or rule it breaks.
+    pub fn add(&mut self, name: &str, data: Vec<u8>) -> Result<(), String> {
+        let at = Self::label(name);
+        check_name(name).map_err(|why| format!("{at}: {why}"))?;
+        if self.files.len() as u64 >= self.caps.max_files {
+            return Err(format!("{at}: more than {} files, the limit (--max-files)", self.caps.max_files));
+        }
+        self.total = self.total.saturating_add(data.len() as u64);
+        if self.total > self.caps.max_bytes {
+            return Err(format!(
+                "field \"files\": the files decode to more than the limit of {} bytes (--max-files-bytes); over it at {at}",
+                self.caps.max_bytes
+            ));
+        }
+        self.files.push(InputFile { name: name.to_owned(), data });
+        Ok(())
+    }
+
+    pub fn into_files(self) -> Vec<InputFile> {
+        self.files
+    }
+}
+
 /// Validates and decodes the `files` field (`None` or `null`: no files).
 ///
 /// # Errors
@@ -71,6 +116,7 @@ pub fn parse_files(value: Option<&Value>, caps: FileCaps) -> Result<Vec<InputFil
             )
         }
     };
+    // Counted before anything is decoded.
     if entries.len() as u64 > caps.max_files {
         return Err(format!(
             "field \"files\" has {} files, over the limit of {} (--max-files)",
@@ -78,25 +124,17 @@ pub fn parse_files(value: Option<&Value>, caps: FileCaps) -> Result<Vec<InputFil
             caps.max_files
         ));
     }
-    let mut files = Vec::with_capacity(entries.len());
-    let mut total: u64 = 0;
+    let mut files = FileSet::new(caps);
     for (name, content) in entries {
-        let at = format!("files[{}]", Value::String(name.clone()));
+        let at = FileSet::label(name);
         check_name(name).map_err(|why| format!("{at}: {why}"))?;
         let Value::String(encoded) = content else {
             return Err(format!("{at}: the content must be a base64 string"));
         };
         let data = LENIENT_BASE64.decode(encoded).map_err(|e| format!("{at}: not valid base64: {e}"))?;
-        total = total.saturating_add(data.len() as u64);
-        if total > caps.max_bytes {
-            return Err(format!(
-                "field \"files\": the files decode to more than the limit of {} bytes (--max-files-bytes); over it at {at}",
-                caps.max_bytes
-            ));
-        }
-        files.push(InputFile { name: name.clone(), data });
+        files.add(name, data)?;
     }
-    Ok(files)
+    Ok(files.into_files())
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ mod body;
 mod connections;
 pub mod error;
 mod files;
+mod multipart;
 pub mod request;
 pub mod routes;
 mod stall;

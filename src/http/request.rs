@@ -10,6 +10,7 @@ use super::files::{parse_files, FileCaps};
 use super::strict_json::{self, StrictJsonError};
 use crate::config::LimitsConfig;
 use crate::executor::Job;
+use crate::protocol::InputFile;
 
 const FIELDS: [&str; 4] = ["script", "timeout", "memory", "files"];
 
@@ -24,7 +25,7 @@ fn type_name(value: &Value) -> &'static str {
     }
 }
 
-fn invalid(message: String) -> ApiError {
+pub(super) fn invalid(message: String) -> ApiError {
     ApiError::InvalidRequest(message)
 }
 
@@ -51,14 +52,34 @@ pub fn parse_job(body: &[u8], limits: &LimitsConfig) -> Result<Job, ApiError> {
             "unknown field \"{unknown}\"; allowed fields: script, timeout, memory, files"
         )));
     }
-    let caps = FileCaps { max_files: limits.max_files, max_bytes: limits.max_files_bytes };
+    let files = parse_files(fields.get("files"), file_caps(limits)).map_err(invalid)?;
+    job_from_fields(&fields, files, limits)
+}
+
+/// The caps on a request's input files, from the limits.
+pub fn file_caps(limits: &LimitsConfig) -> FileCaps {
+    FileCaps { max_files: limits.max_files, max_bytes: limits.max_files_bytes }
+}
+
+/// A [`Job`] from the checked `script`, `timeout` and `memory` of `fields`
+/// and the already checked files: the one place both body formats (JSON,
+/// `multipart/form-data`) end up in.
+///
+/// # Errors
+/// `invalid_request` naming the field that is missing, of the wrong type
+/// or out of range.
+pub fn job_from_fields(
+    fields: &Map<String, Value>,
+    files: Vec<InputFile>,
+    limits: &LimitsConfig,
+) -> Result<Job, ApiError> {
     Ok(Job {
-        script: script(&fields)?,
-        timeout: timeout(&fields, limits)?,
-        memory_bytes: memory_mib(&fields, limits)? * 1024 * 1024,
+        script: script(fields)?,
+        timeout: timeout(fields, limits)?,
+        memory_bytes: memory_mib(fields, limits)? * 1024 * 1024,
         max_output_bytes: limits.max_output_bytes,
         max_result_bytes: limits.max_result_bytes,
-        files: parse_files(fields.get("files"), caps).map_err(invalid)?,
+        files,
         max_figures: limits.max_figures,
         max_figures_bytes: limits.max_figures_bytes,
     })

@@ -14,8 +14,9 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::auth::BearerAuth;
-use super::body::RequestBody;
+use super::body::{Media, RequestBody};
 use super::error::{json_response, output_text, ApiError};
+use super::multipart::parse_form;
 use super::request::parse_job;
 use crate::config::{HttpConfig, LimitsConfig};
 use crate::executor::{ExecuteError, Executor};
@@ -183,8 +184,12 @@ async fn handle_execute(
     request_id: &str,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     authorize(app, headers)?;
-    let body = body.read_json(headers, app.http.max_body_bytes, app.http.body_read_timeout).await?;
-    let job = parse_job(&body, &app.limits)?;
+    let (media, body) =
+        body.read_json_or_form(headers, app.http.max_body_bytes, app.http.body_read_timeout).await?;
+    let job = match media {
+        Media::Json => parse_job(&body, &app.limits)?,
+        Media::FormData { boundary } => parse_form(body, &boundary, &app.limits).await?,
+    };
     let report = app.executor.execute(job).await.map_err(|error| match error {
         ExecuteError::Overloaded { retry_after } => ApiError::Overloaded { retry_after },
         ExecuteError::Unavailable(why) => {
