@@ -40,7 +40,7 @@ import uuid
 from pathlib import Path
 
 from pyexec_bench.common import ROOT, log
-from pyexec_bench.proc_accounting import _comm, _ppid_map, pss_kib, rss_kib
+from pyexec_bench.proc_accounting import _comm, _ppid_map, pss_kib, rss_kib, subtree
 from pyexec_bench.service import Service
 
 SCRIPT = 'def main():\n    return "{nonce}"\n'
@@ -97,15 +97,6 @@ class Clients:
                     self.failed.append(problem)
                 else:
                     self.ok += 1
-
-
-def subtree(kids: dict[int, list[int]], pid: int) -> list[int]:
-    out, stack = [], list(kids.get(pid, []))
-    while stack:
-        p = stack.pop()
-        out.append(p)
-        stack += kids.get(p, [])
-    return out
 
 
 def fd_count(pid: int) -> int:

@@ -120,6 +120,16 @@ def rss_kib(pid: int) -> int:
     return _kib_fields(f"/proc/{pid}/status").get("VmRSS", 0)
 
 
+def subtree(kids: dict[int, list[int]], pid: int) -> list[int]:
+    """Every descendant of ``pid`` in ``kids`` (a ppid -> children map)."""
+    out, stack = [], list(kids.get(pid, []))
+    while stack:
+        p = stack.pop()
+        out.append(p)
+        stack += kids.get(p, [])
+    return out
+
+
 def worker_memory(root_pid: int) -> dict[str, Any]:
     """PSS per worker. Every ``nsjail`` process under pyexec is one worker; its
     subtree is the zygote and the zygote's pre-forked spare (run init +
@@ -127,20 +137,12 @@ def worker_memory(root_pid: int) -> dict[str, Any]:
     the supervisor."""
     kids = _ppid_map()
 
-    def subtree(pid: int) -> list[int]:
-        out, stack = [], list(kids.get(pid, []))
-        while stack:
-            p = stack.pop()
-            out.append(p)
-            stack += kids.get(p, [])
-        return out
-
     nsjails, others = [], [root_pid]
-    for p in subtree(root_pid):
+    for p in subtree(kids, root_pid):
         if _comm(p) == "nsjail":
             nsjails.append(p)
-    inside = {q for nj in nsjails for q in subtree(nj)}
-    others += [p for p in subtree(root_pid) if p not in inside and p not in nsjails]
+    inside = {q for nj in nsjails for q in subtree(kids, nj)}
+    others += [p for p in subtree(kids, root_pid) if p not in inside and p not in nsjails]
 
     workers = []
     for nj in nsjails:
@@ -149,11 +151,11 @@ def worker_memory(root_pid: int) -> dict[str, Any]:
             "nsjail_pid": nj,
             "nsjail_kib": pss_kib(nj),
             "zygote_kib": sum(pss_kib(z) for z in zygotes),
-            "spare_kib": sum(pss_kib(s) for z in zygotes for s in subtree(z)),
-            "processes": 1 + len(subtree(nj)),
+            "spare_kib": sum(pss_kib(s) for z in zygotes for s in subtree(kids, z)),
+            "processes": 1 + len(subtree(kids, nj)),
         }
         w["total_kib"] = w["nsjail_kib"] + w["zygote_kib"] + w["spare_kib"]
-        split = [pss_split_kib(p) for p in [nj, *subtree(nj)]]
+        split = [pss_split_kib(p) for p in [nj, *subtree(kids, nj)]]
         w["anon_kib"] = sum(a for a, _ in split)
         w["file_kib"] = sum(f for _, f in split)
         w["zygote_rss_kib"] = sum(rss_kib(z) for z in zygotes)
