@@ -117,8 +117,10 @@ pub struct Flags {
     /// nothing) before the connection is closed, in seconds.
     #[arg(long, env = "PYEXEC_WRITE_STALL_TIMEOUT_SECS", default_value_t = 30.0)]
     pub write_stall_timeout_secs: f64,
-    /// Most open HTTP connections; a connection beyond it gets 503 overloaded
-    /// and is closed.
+    /// Most open HTTP connections; one more gets 503 overloaded
+    /// (`Retry-After: 1`, `Connection: close`) and is closed. Probes count
+    /// too: keep it above the expected clients plus probes, and below the
+    /// file-descriptor limit (`ulimit -n`).
     #[arg(long, env = "PYEXEC_MAX_CONNECTIONS", default_value_t = 1024)]
     pub max_connections: usize,
     /// nsjail binary.
@@ -130,7 +132,7 @@ pub struct Flags {
     /// Directory holding zygote.py and the pyexec_worker package.
     #[arg(long, env = "PYEXEC_WORKER_DIR", default_value = "/opt/pyexec/worker")]
     pub worker_dir: PathBuf,
-    /// cgroup backstop for each worker's memory and process count.
+    /// Which cgroup hierarchy caps each worker's memory and process count.
     #[arg(long, env = "PYEXEC_CGROUP", value_enum, default_value_t = CgroupMode::Auto)]
     pub cgroup: CgroupMode,
     /// cgroup v2 only: the cgroup under which the workers' cgroups are made,
@@ -153,9 +155,10 @@ pub struct Flags {
     /// Largest file a run may write (RLIMIT_FSIZE), in MiB.
     #[arg(long, env = "PYEXEC_MAX_FILE_SIZE_MIB", default_value_t = 16)]
     pub max_file_size_mib: u64,
-    /// Isolated runners each worker keeps ready: more cut latency of
-    /// back-to-back requests; each costs ~5 MiB, ~9 MiB once it has
-    /// pre-walked pandas while idle.
+    /// Isolated plain runners each worker keeps ready (1-8): more cut the
+    /// latency of back-to-back requests; each costs ~5 MiB, ~9 MiB once it
+    /// has pre-walked pandas while idle. Each worker also keeps one plotting
+    /// spare (matplotlib warm) for scripts that may draw.
     #[arg(long, env = "PYEXEC_SPARES_PER_WORKER", default_value_t = 2)]
     pub spares_per_worker: u64,
     /// Host uid and gid the sandboxes run as (unprivileged).
@@ -167,7 +170,7 @@ pub struct Flags {
     /// How long shutdown waits for in-flight requests, in seconds.
     #[arg(long, env = "PYEXEC_SHUTDOWN_TIMEOUT_SECS", default_value_t = 30.0)]
     pub shutdown_timeout_secs: f64,
-    /// Log format.
+    /// Format of the log lines on stderr.
     #[arg(long, env = "PYEXEC_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 }
@@ -314,7 +317,7 @@ pub struct Config {
     pub sandbox: SandboxConfig,
     /// Pool sizing.
     pub pool: PoolConfig,
-    /// Log format.
+    /// Format of the log lines on stderr.
     pub log_format: LogFormat,
 }
 

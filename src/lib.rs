@@ -10,7 +10,8 @@
 //!      -> supervisor --------------------^  (warm-up to N, replaces broken workers)
 //! ```
 //!
-//! - [`config`]: flags and `PYEXEC_*` twins, validated before anything starts.
+//! - [`config`]: flags and `PYEXEC_*` twins, validated before anything starts;
+//!   [`config_reference`] renders them as `docs/configuration.md`.
 //! - [`http`]: hyper front end, routes, the one `ApiError` -> response table.
 //! - [`executor`]: leases a worker, runs a job, turns worker failures into verdicts.
 //! - [`pool`]: the deadpool `Manager` of workers and the `Lease` requests hold.
@@ -29,6 +30,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod config_reference;
 pub mod doctor;
 pub mod executor;
 pub mod http;
