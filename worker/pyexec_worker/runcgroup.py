@@ -65,7 +65,7 @@ class Leaf:
         return (MEMORY_FD,) if self._v2 else (MEMORY_FD, PIDS_FD)
 
     def _write(self, dirfd: int, file: str, text: str) -> None:
-        fd = os.open(f"{self.name}/{file}", os.O_WRONLY | os.O_CLOEXEC, dir_fd=dirfd)
+        fd = os.open(f"{self.name}/{file}", os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC, dir_fd=dirfd)
         try:
             os.write(fd, text.encode())
         finally:
