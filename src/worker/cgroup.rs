@@ -2,12 +2,14 @@
 //! the nsjail flags for each, and reading a worker's OOM-kill counter so a
 //! run killed by the cgroup OOM killer gets the `memory_limit` verdict.
 //!
-//! Per-run memory is capped by `RLIMIT_AS` inside the jail (see the README);
-//! the cgroup caps the whole worker, so a run that forks many children still
-//! cannot take the host's memory. Paths follow nsjail's own layout:
-//! v1 `<mount>/<parent>/NSJAIL.<pid>`, v2 `<parent>/NSJAIL.<pid>` (the
-//! parent prepared by [`v2::prepare`]), where pid is the jailed process's
-//! host pid.
+//! The worker cgroup caps the whole worker; with `--run-cgroup on` (the
+//! default) the supervisor makes it ([`delegated`]) and each run gets a leaf
+//! under it, capped with the request's memory, so a run that forks many
+//! children is stopped at its own `memory` (`RLIMIT_AS` stays the per-process
+//! first line). With `--run-cgroup off`, nsjail makes the worker cgroup in
+//! its own layout: v1 `<mount>/<parent>/NSJAIL.<pid>`, v2
+//! `<parent>/NSJAIL.<pid>` (the parent prepared by [`v2::prepare`]), where
+//! pid is the jailed process's host pid.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
