@@ -40,9 +40,9 @@ RUN_ATTEMPTS = 3
 PLOTTING_SPARES = 1
 # How often to retry reaping killed runs while some are still dying.
 REAP_POLL_MS = 5
-# Polls (REAP_POLL_MS apart) a retired run's leaf may stay busy before the
-# zygote leaves it to the supervisor.
-LEAF_REMOVE_TRIES = 200
+# How long a retired run's leaf may stay busy (its pid namespace dying)
+# before the zygote leaves it to the supervisor.
+LEAF_REMOVE_GIVE_UP_S = 60.0
 EXIT_PROTOCOL = 2
 EXIT_FATAL = 1
 
@@ -61,7 +61,7 @@ class Zygote:
         self.pending: deque[RunRequest | Ping] = deque()
         self.dying: set[int] = set()  # killed run inits not yet reaped
         self.leaves: list[runcgroup.Leaf] = []  # cgroups of retired runs, to remove
-        self.leaf_tries: dict[str, int] = {}
+        self.leaf_busy_since: dict[str, float] = {}  # leaf name -> first refused rmdir
         self.plain = SparePool("plain", ForkServer.start(cfg, control), cfg.spares, self.retire)
         self.plotting: SparePool | None = None
         if figures.available():
@@ -120,23 +120,24 @@ class Zygote:
                 done = pid
             if done:
                 self.dying.discard(pid)
-        if not self.dying and self.leaves:
+        if self.leaves:
             self.remove_leaves()
 
     def remove_leaves(self) -> None:
         """rmdir the leaves of retired runs; one whose processes are still
-        dying (EBUSY) is tried again at the next poll, up to a bound (the
-        supervisor removes whatever is left when the worker goes)."""
+        dying (EBUSY) is tried again at the next poll, for up to
+        ``LEAF_REMOVE_GIVE_UP_S`` (then the supervisor removes it with the
+        worker's cgroup)."""
+        now = time.monotonic()
         left = []
         for leaf in self.leaves:
             if not leaf.remove():
-                tries = self.leaf_tries.get(leaf.name, 0) + 1
-                if tries < LEAF_REMOVE_TRIES:
-                    self.leaf_tries[leaf.name] = tries
+                since = self.leaf_busy_since.setdefault(leaf.name, now)
+                if now - since < LEAF_REMOVE_GIVE_UP_S:
                     left.append(leaf)
                     continue
                 log_fault("spare", f"the run cgroup {leaf.name} stays busy; left for the supervisor")
-            self.leaf_tries.pop(leaf.name, None)
+            self.leaf_busy_since.pop(leaf.name, None)
         self.leaves = left
 
     def wait(self) -> None:
