@@ -138,7 +138,7 @@ async fn a_run_within_its_cap_is_ok_and_its_leaf_is_capped_then_removed() {
     let limit = read_number(&leaf.join("memory.limit_in_bytes"));
     // The request's 256 MiB plus one /tmp (64 MiB) on top of what the idle
     // spare held (a few MiB of its own pages).
-    assert!(limit >= 320 << 20 && limit < (320 + 128) << 20, "limit {limit}");
+    assert!((320 << 20..(320 + 128) << 20).contains(&limit), "limit {limit}");
     let pids = Path::new(V1_PIDS_PARENT)
         .join(leaf.parent().and_then(Path::file_name).expect("worker"))
         .join(leaf.file_name().expect("name"));
