@@ -31,6 +31,15 @@ pub enum CgroupMode {
     Off,
 }
 
+/// Whether each run gets its own cgroup leaf under its worker's cgroup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RunCgroup {
+    /// A leaf per spare: the run's `memory` caps all of its processes.
+    On,
+    /// Only the worker-wide cgroup (made by nsjail).
+    Off,
+}
+
 /// Log line format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -143,6 +152,12 @@ pub struct Flags {
     /// processes in a cgroup whose controllers are enabled for children.
     #[arg(long, env = "PYEXEC_CGROUP_PARENT")]
     pub cgroup_parent: Option<PathBuf>,
+    /// Per-run cgroup leaves: each run's memory and process count are
+    /// capped as a whole (every process of the run together), not only per
+    /// process (RLIMIT_AS). `off` keeps only the worker-wide cgroup.
+    /// Ignored with `--cgroup off`.
+    #[arg(long, env = "PYEXEC_RUN_CGROUP", value_enum, default_value_t = RunCgroup::On)]
+    pub run_cgroup: RunCgroup,
     /// Size of each run's private /tmp, in MiB.
     #[arg(long, env = "PYEXEC_TMP_SIZE_MIB", default_value_t = 64)]
     pub tmp_size_mib: u64,
@@ -277,6 +292,8 @@ pub struct SandboxConfig {
     pub cgroup: CgroupMode,
     /// cgroup v2: where the workers' cgroups go (`None`: pyexec's own).
     pub cgroup_parent: Option<PathBuf>,
+    /// A cgroup leaf per run under the worker's cgroup.
+    pub run_cgroup: bool,
     /// Size of each run's /tmp.
     pub tmp_size_bytes: u64,
     /// RLIMIT_NPROC of a run.
@@ -500,6 +517,7 @@ impl Flags {
                     }
                     other => other,
                 },
+                run_cgroup: self.run_cgroup == RunCgroup::On,
                 tmp_size_bytes,
                 max_processes: positive("max-processes", self.max_processes)?,
                 // Below 1023, the fd the runner keeps its result pipe on

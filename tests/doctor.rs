@@ -10,8 +10,19 @@ use std::process::Output;
 
 use serde_json::Value;
 
-const CHECKS: [&str; 10] =
-    ["userns", "privileges", "cgroup", "nsjail", "venv", "seccomp", "jail", "tmp", "cpus", "memory"];
+const CHECKS: [&str; 11] = [
+    "userns",
+    "privileges",
+    "cgroup",
+    "run-cgroup",
+    "nsjail",
+    "venv",
+    "seccomp",
+    "jail",
+    "tmp",
+    "cpus",
+    "memory",
+];
 
 /// Runs `pyexec doctor ARGS` with the repository's worker code and the
 /// environment's sandbox paths (`PYEXEC_NSJAIL`, `PYEXEC_SANDBOX_PYTHON`).
@@ -83,6 +94,9 @@ fn passes_on_this_host_with_the_real_sandbox() {
         assert!(jail["detail"].as_str().is_some_and(|d| d.contains(module)), "{jail}");
     }
     assert_eq!(status(&report, "venv")["status"], "ok");
+    let run = status(&report, "run-cgroup");
+    assert_eq!(run["status"], "ok", "{run}");
+    assert!(run["detail"].as_str().is_some_and(|d| d.contains("per-run leaves")), "{run}");
 
     // The same run as text: one line per check, then the summary.
     let text = doctor(&["--workers", "1"], &[]);
@@ -99,6 +113,17 @@ fn passes_on_this_host_with_the_real_sandbox() {
         stdout.lines().last().is_some_and(|l| l.starts_with("doctor: ") && l.ends_with(" 0 fail")),
         "{stdout}"
     );
+}
+
+#[test]
+fn run_cgroup_off_is_a_warning_with_its_fix() {
+    let output = doctor(&["--run-cgroup", "off", "--workers", "1", "--json"], &[]);
+    let report = json(&output);
+    assert_shape(&report, &output);
+    let run = status(&report, "run-cgroup");
+    assert_eq!(run["status"], "warn", "{run}");
+    assert!(run["detail"].as_str().is_some_and(|d| d.contains("each of its processes only")), "{run}");
+    assert!(run["fix"].as_str().is_some_and(|f| f.contains("--run-cgroup on")), "{run}");
 }
 
 #[test]

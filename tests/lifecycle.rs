@@ -72,6 +72,7 @@ async fn a_stopped_zygote_is_found_and_its_request_retried_on_another_worker() {
     // Freeze the zygote: the supervisor sees it stopped in /proc (0.6 s at
     // most), kills the worker and runs the request once more elsewhere:
     // the client gets its normal answer, not a verdict against its script.
+    let cgroup = common::worker_cgroup_of(zygote[0]).expect("the zygote is in a worker cgroup");
     signal(zygote[0], "STOP");
     let started = Instant::now();
     let answer = service.ok("def main():\n    return 1").await;
@@ -85,13 +86,12 @@ async fn a_stopped_zygote_is_found_and_its_request_retried_on_another_worker() {
     assert_eq!(sample(&metrics, "pyexec_worker_faults_total{component=\"zygote\"}"), 1.0);
     assert!(sample(&metrics, "pyexec_worker_spawns_total") >= 2.0);
     assert!(!children(service.child.id()).contains(&jails[0]), "the old jail is gone");
-    // A killed nsjail cannot remove its own cgroup; the supervisor does.
-    let leaf = format!("/sys/fs/cgroup/memory/pyexec/NSJAIL.{}", zygote[0]);
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while std::path::Path::new(&leaf).exists() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    // A killed nsjail cannot remove its own cgroup; the supervisor removes
+    // it (with per-run leaves, its whole tree).
+    for parent in [common::V1_MEMORY_PARENT, common::V1_PIDS_PARENT] {
+        let leaf = std::path::Path::new(parent).join(&cgroup);
+        assert!(common::wait_gone(&leaf, Duration::from_secs(3)).await, "{} left behind", leaf.display());
     }
-    assert!(!std::path::Path::new(&leaf).exists(), "{leaf} left behind");
 }
 
 #[tokio::test]

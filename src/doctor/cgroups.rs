@@ -181,6 +181,56 @@ fn v2(root: &Path, parent: &Path) -> Check {
     Check::ok(NAME, format!("cgroup v2: nsjail can enable +memory +pids in {at} (no processes in it)"))
 }
 
+/// `run-cgroup`: whether each run gets a leaf of its own under its
+/// worker's cgroup (`--run-cgroup`), so that `memory` caps all of a run's
+/// processes together, and whether this host's hierarchy can hold them.
+pub fn run_check(asked: bool, plan: &Result<CgroupPlan, CgroupError>) -> Check {
+    const RUN: &str = "run-cgroup";
+    let plan =
+        match plan {
+            Ok(CgroupPlan::Off) | Err(_) => return Check::warn(
+                RUN,
+                "no cgroup, so no per-run leaves: a run's memory caps each of its processes only (RLIMIT_AS)",
+                "fix the cgroup check above",
+            ),
+            Ok(plan) => plan,
+        };
+    if !asked {
+        return Check::warn(
+            RUN,
+            "--run-cgroup off: a run's memory caps each of its processes only (RLIMIT_AS); many children \
+             together are stopped only by the worker's cap",
+            "use --run-cgroup on (the default) so each run's processes share its memory cap",
+        );
+    }
+    let parents: Vec<String> = plan.parents().iter().map(|p| p.display().to_string()).collect();
+    let shown = parents.join(" and ");
+    if let CgroupPlan::V1 { memory_root, .. } = plan {
+        // A v1 child is charged to its parent only with use_hierarchy 1.
+        let file = memory_root.join(crate::worker::cgroup::V1_PARENT).join("memory.use_hierarchy");
+        let file = if file.exists() { file } else { memory_root.join("memory.use_hierarchy") };
+        let value = std::fs::read_to_string(&file).unwrap_or_default();
+        if value.trim() != "1" {
+            return Check::fail(
+                RUN,
+                format!(
+                    "cgroup v1: {} is '{}', so run leaves would escape the worker cap",
+                    file.display(),
+                    value.trim()
+                ),
+                "write 1 to memory.use_hierarchy of the pyexec cgroup, or use --run-cgroup off",
+            );
+        }
+    }
+    Check::ok(
+        RUN,
+        format!(
+            "per-run leaves: w<pid>.<worker>/run.* under {shown}, each capped with its request's memory \
+             (the worker cgroup made by pyexec, delegated to the sandbox uid)"
+        ),
+    )
+}
+
 /// The memory this process may use, in MiB, and where the figure comes
 /// from: the lowest limit of its memory cgroup and that cgroup's ancestors,
 /// or the machine's RAM (MemTotal) when no limit is lower.

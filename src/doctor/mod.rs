@@ -113,6 +113,7 @@ pub fn run_checks(config: &Config) -> Vec<Check> {
     let plan = cgroups::plan(config.sandbox.cgroup, cgroup_root, config.sandbox.cgroup_parent.as_deref());
     let mut checks = vec![kernel::user_namespaces(config.pool.workers), kernel::privileges()];
     checks.push(cgroups::check(config.sandbox.cgroup, &plan));
+    checks.push(cgroups::run_check(config.sandbox.run_cgroup, &plan));
     let nsjail = sandbox::nsjail(&config.sandbox.nsjail);
     let venv = sandbox::venv(&config.sandbox.python);
     let can_jail = nsjail.status != Status::Fail && venv.status != Status::Fail;

@@ -147,11 +147,14 @@ pub fn seccomp(cfg: &SandboxConfig) -> Check {
 /// The service's nsjail argv for one worker, with the zygote replaced by
 /// an import of the warm interpreter's modules, and no control socket.
 fn probe_argv(cfg: &SandboxConfig, plan: &CgroupPlan) -> Vec<OsString> {
+    // The probe jail gets nsjail's own cgroup with the worker cap: per-run
+    // leaves need a worker cgroup made by the service (`run-cgroup` check).
+    let cfg = &SandboxConfig { run_cgroup: false, ..cfg.clone() };
     let mut argv = nsjail::render(cfg, plan);
     if let Some(end) = argv.iter().position(|arg| arg == "--") {
         argv.truncate(end + 1);
     }
-    if let Some(at) = argv.iter().position(|arg| arg == "--pass_fd") {
+    while let Some(at) = argv.iter().position(|arg| arg == "--pass_fd") {
         argv.drain(at..(at + 2).min(argv.len()));
     }
     argv.extend([

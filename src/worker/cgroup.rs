@@ -2,18 +2,21 @@
 //! the nsjail flags for each, and reading a worker's OOM-kill counter so a
 //! run killed by the cgroup OOM killer gets the `memory_limit` verdict.
 //!
-//! Per-run memory is capped by `RLIMIT_AS` inside the jail (see the README);
-//! the cgroup caps the whole worker, so a run that forks many children still
-//! cannot take the host's memory. Paths follow nsjail's own layout:
-//! v1 `<mount>/<parent>/NSJAIL.<pid>`, v2 `<parent>/NSJAIL.<pid>` (the
-//! parent prepared by [`v2::prepare`]), where pid is the jailed process's
-//! host pid.
+//! The worker cgroup caps the whole worker; with `--run-cgroup on` (the
+//! default) the supervisor makes it ([`delegated`]) and each run gets a leaf
+//! under it, capped with the request's memory, so a run that forks many
+//! children is stopped at its own `memory` (`RLIMIT_AS` stays the per-process
+//! first line). With `--run-cgroup off`, nsjail makes the worker cgroup in
+//! its own layout: v1 `<mount>/<parent>/NSJAIL.<pid>`, v2
+//! `<parent>/NSJAIL.<pid>` (the parent prepared by [`v2::prepare`]), where
+//! pid is the jailed process's host pid.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use crate::config::CgroupMode;
 
+pub mod delegated;
 pub mod v2;
 
 /// Name of our parent cgroup under each v1 controller mount.
@@ -112,6 +115,12 @@ impl CgroupPlan {
         Ok(plan)
     }
 
+    /// Whether runs get leaves of their own: asked for (`--run-cgroup on`)
+    /// and a cgroup to put them in.
+    pub fn run_leaves(&self, asked: bool) -> bool {
+        asked && *self != Self::Off
+    }
+
     /// A short name for logs.
     pub fn label(&self) -> &'static str {
         match self {
@@ -200,31 +209,54 @@ impl CgroupPlan {
         self.sweep_leaves(|pid| Path::new("/proc").join(pid.to_string()).exists())
     }
 
-    fn sweep_leaves(&self, is_alive: impl Fn(u32) -> bool) -> usize {
-        let parents: Vec<PathBuf> = match self {
+    /// The directories the workers' cgroups are made in.
+    pub fn parents(&self) -> Vec<PathBuf> {
+        match self {
             Self::Off => Vec::new(),
             Self::V1 { memory_root, pids_root } => {
                 vec![memory_root.join(V1_PARENT), pids_root.join(V1_PARENT)]
             }
             Self::V2 { parent } => vec![parent.clone()],
-        };
+        }
+    }
+
+    fn sweep_leaves(&self, is_alive: impl Fn(u32) -> bool) -> usize {
+        let own = std::process::id();
         let mut removed = 0;
-        for parent in parents {
+        for parent in self.parents() {
             let Ok(entries) = std::fs::read_dir(&parent) else { continue };
             for entry in entries.flatten() {
                 let name = entry.file_name();
-                let Some(pid) =
-                    name.to_str().and_then(|n| n.strip_prefix("NSJAIL.")).and_then(|p| p.parse().ok())
-                else {
-                    continue;
-                };
-                if !is_alive(pid) && remove_empty(&entry.path()) {
-                    removed += 1;
+                let Some(name) = name.to_str() else { continue };
+                if let Some(pid) = name.strip_prefix("NSJAIL.").and_then(|p| p.parse().ok()) {
+                    if !is_alive(pid) && remove_empty(&entry.path()) {
+                        removed += 1;
+                    }
+                } else if let Some(pid) = delegated::service_pid(name) {
+                    // A worker cgroup made by a pyexec that is gone, or by
+                    // us (swept at start, before any worker, and at
+                    // shutdown, after the last): its leaves go first.
+                    if (pid == own || !is_alive(pid)) && delegated::remove_tree(&entry.path()) {
+                        removed += 1;
+                    }
                 }
             }
         }
         removed
     }
+}
+
+/// The process cap of a whole worker: every run's processes and threads,
+/// its spares, the zygote and the fork servers.
+pub fn worker_pids(max_processes: u64) -> u64 {
+    max_processes.saturating_mul(4) + 16
+}
+
+/// The process cap of one run's leaf: its RLIMIT_NPROC (the first line,
+/// a clean EAGAIN) plus the run init and room for threads the count of
+/// RLIMIT_NPROC shares with them.
+pub fn run_pids(max_processes: u64) -> u64 {
+    max_processes.saturating_add(8)
 }
 
 /// rmdir(2) of a cgroup: succeeds only when it has no processes left.
@@ -295,8 +327,14 @@ mod tests {
         std::fs::create_dir(dir.path().join("NSJAIL.9")).expect("mkdir");
         std::fs::create_dir(dir.path().join("other")).expect("mkdir");
         std::fs::create_dir_all(dir.path().join("NSJAIL.8/busy")).expect("mkdir");
-        let alive = |pid| pid == 9;
-        assert_eq!(plan.sweep_leaves(alive), 1, "only the empty leaf of a dead pid goes");
+        std::fs::create_dir_all(dir.path().join("w9.1/run.3.1")).expect("mkdir");
+        std::fs::create_dir_all(dir.path().join("w7.2/zygote")).expect("mkdir");
+        let own = format!("w{}.3", std::process::id());
+        std::fs::create_dir_all(dir.path().join(&own).join("zygote")).expect("mkdir");
+        let alive = |pid| pid == 9 || pid == std::process::id();
+        assert_eq!(plan.sweep_leaves(alive), 3, "only the empty leaf of a dead pid goes, and stale trees");
+        assert!(dir.path().join("w9.1/run.3.1").exists(), "a live pyexec's worker stays");
+        assert!(!dir.path().join("w7.2").exists() && !dir.path().join(&own).exists());
         assert!(!dir.path().join("NSJAIL.7").exists());
         assert!(dir.path().join("NSJAIL.9").exists(), "a live jail may be starting in it");
         assert!(dir.path().join("other").exists() && dir.path().join("NSJAIL.8").exists());

@@ -32,6 +32,7 @@ use crate::protocol::PROTOCOL_VERSION;
 use crate::protocol::{
     FrameCodec, FromWorker, InputFile, Outcome, ProtocolError, ReadyInfo, RunReport, RunRequest, ToWorker,
 };
+use cgroup::delegated::{self, WorkerCgroup};
 use cgroup::CgroupPlan;
 use faults::{proc_state, ProcState};
 pub use faults::{Component, FaultSink};
@@ -161,6 +162,14 @@ pub enum WorkerError {
         /// The last lines of its stderr.
         stderr: String,
     },
+    /// The worker's own cgroup (per-run leaves) could not be made.
+    #[error("worker {worker}: {source}")]
+    Cgroup {
+        /// Worker id.
+        worker: u64,
+        /// What failed, and what to do.
+        source: cgroup::CgroupError,
+    },
     /// nsjail or the zygote stayed stopped (SIGSTOP) during a run.
     #[error("worker {worker}: its {component} (pid {pid}) is stopped")]
     Stopped {
@@ -178,6 +187,7 @@ impl WorkerError {
     pub fn reason(&self) -> RecycleReason {
         match self {
             Self::Spawn { .. }
+            | Self::Cgroup { .. }
             | Self::ExitedBeforeReady { .. }
             | Self::Fatal { .. }
             | Self::StartTimeout { .. } => RecycleReason::StartupFailure,
@@ -195,6 +205,7 @@ impl WorkerError {
             Self::Crashed { component, .. } | Self::Stopped { component, .. } => Some(*component),
             Self::Protocol { .. } | Self::Unresponsive { .. } => Some(Component::Zygote),
             Self::Spawn { .. }
+            | Self::Cgroup { .. }
             | Self::ExitedBeforeReady { .. }
             | Self::Fatal { .. }
             | Self::StartTimeout { .. } => None,
@@ -291,7 +302,30 @@ impl Worker {
         cgroup: &CgroupPlan,
         faults: FaultSink,
     ) -> Result<Self, WorkerError> {
-        let spawned = spawn::spawn(id, &nsjail::render(cfg, cgroup), faults.clone())?;
+        let delegated = if cgroup.run_leaves(cfg.run_cgroup) {
+            let pids = cgroup::worker_pids(cfg.max_processes);
+            WorkerCgroup::create(cgroup, id, cfg.uid, cfg.worker_memory_bytes, pids)
+                .map_err(|source| WorkerError::Cgroup { worker: id, source })?
+        } else {
+            None
+        };
+        let dirs = delegated.as_ref().map(|d| d.dirs.clone());
+        let started = Self::start_jail(id, cfg, cgroup, faults, delegated).await;
+        if let (Err(_), Some(dirs)) = (&started, dirs) {
+            // The jail is dead or dying (its Child was dropped: killed).
+            tokio::spawn(remove_cgroups(id, dirs));
+        }
+        started
+    }
+
+    async fn start_jail(
+        id: u64,
+        cfg: &SandboxConfig,
+        cgroup: &CgroupPlan,
+        faults: FaultSink,
+        delegated: Option<WorkerCgroup>,
+    ) -> Result<Self, WorkerError> {
+        let spawned = spawn::spawn(id, &nsjail::render(cfg, cgroup), faults.clone(), delegated.as_ref())?;
         let mut io = Framed::new(spawned.control, FrameCodec::new(cfg.max_frame_bytes));
         let mut child = spawned.child;
         let stderr = spawned.stderr;
@@ -330,8 +364,14 @@ impl Worker {
         };
         let nsjail_pid = child.id();
         let zygote_pid = nsjail_pid.and_then(jailed_pid);
-        let oom_file = zygote_pid.and_then(|pid| cgroup.oom_events_file(pid));
-        let cgroup_dirs = zygote_pid.map(|pid| cgroup.leaf_dirs(pid)).unwrap_or_default();
+        let (oom_file, cgroup_dirs) = match delegated {
+            // Its fds were the jail's to keep; ours close here.
+            Some(delegated) => (delegated.oom_events, delegated.dirs),
+            None => (
+                zygote_pid.and_then(|pid| cgroup.oom_events_file(pid)),
+                zygote_pid.map(|pid| cgroup.leaf_dirs(pid)).unwrap_or_default(),
+            ),
+        };
         Ok(Self {
             id,
             child,
@@ -497,8 +537,10 @@ impl Worker {
             // ESRCH (already gone) is fine: kill_on_drop and the reaper do the rest.
             let _ = self.child.start_kill();
             let _ = self.child.wait().await;
-            self.remove_cgroups().await;
         }
+        // nsjail removes a cgroup it made when it exits normally; one the
+        // supervisor made (per-run leaves) is always ours to remove.
+        self.remove_cgroups().await;
     }
 
     /// Sends SIGKILL to the jail now; reaping happens in [`Worker::kill`].
@@ -530,7 +572,7 @@ impl Worker {
 
 async fn remove_cgroups(worker: u64, dirs: Vec<PathBuf>) {
     for _ in 0..20 {
-        if dirs.iter().all(|dir| !dir.exists() || cgroup::remove_empty(dir)) {
+        if dirs.iter().all(|dir| delegated::remove_tree(dir)) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -8,7 +8,7 @@
 use std::ffi::OsString;
 use std::path::Path;
 
-use super::cgroup::CgroupPlan;
+use super::cgroup::{self, delegated, CgroupPlan};
 use crate::config::SandboxConfig;
 
 /// Where `worker_dir` appears inside the jail.
@@ -64,7 +64,25 @@ pub fn render(cfg: &SandboxConfig, cgroup: &CgroupPlan) -> Vec<OsString> {
     // never run user code, lose these calls too. Defense in depth only.
     let policy = jail_seccomp_policy();
     push(&["--seccomp_string", &policy]);
-    argv.extend(cgroup.nsjail_flags(cfg.worker_memory_bytes, cfg.max_processes.saturating_mul(4) + 16));
+    let run_leaves = cgroup.run_leaves(cfg.run_cgroup);
+    if run_leaves {
+        // The supervisor made the worker's cgroup and moved nsjail into it
+        // (src/worker/cgroup/delegated.rs): nsjail gets no --cgroup_* flag,
+        // only the worker cgroup's directory fds for the fork server.
+        let memory_fd = delegated::MEMORY_DIR_FD.to_string();
+        let pids_fd = delegated::PIDS_DIR_FD.to_string();
+        push(&["--pass_fd", &memory_fd, "--pass_fd", &pids_fd]);
+        if matches!(cgroup, CgroupPlan::V2 { .. }) {
+            // A cgroup namespace rooted at <worker>/zygote would make every
+            // move into a sibling leaf fail under nsdelegate (ENOENT). No
+            // wider reach follows: the jail mounts no cgroupfs, and each
+            // run gets a cgroup namespace rooted at its own leaf
+            // (worker/pyexec_worker/runcgroup.py).
+            push(&["--disable_clone_newcgroup"]);
+        }
+    } else {
+        argv.extend(cgroup.nsjail_flags(cfg.worker_memory_bytes, cgroup::worker_pids(cfg.max_processes)));
+    }
     let mut push = |items: &[&str]| argv.extend(items.iter().map(OsString::from));
     // SECURITY: the jail sees a minimal read-only tree: /usr (with the usrmerge
     // symlinks), the venv and the worker code. No /etc (so no host users, no
@@ -119,6 +137,12 @@ pub fn render(cfg: &SandboxConfig, cgroup: &CgroupPlan) -> Vec<OsString> {
         argv.push(flag.into());
         argv.push(value.to_string().into());
     }
+    if run_leaves {
+        argv.push("--run-cgroup".into());
+        argv.push(cgroup.label().into());
+        argv.push("--run-pids".into());
+        argv.push(cgroup::run_pids(cfg.max_processes).to_string().into());
+    }
     // SECURITY: the run filter, compiled here from the one policy; each run
     // init installs it before the runner exists (worker/pyexec_worker/seccomp.py).
     argv.push("--seccomp-bpf".into());
@@ -142,6 +166,7 @@ mod tests {
             worker_dir: PathBuf::from("/opt/pyexec/worker"),
             cgroup: CgroupMode::Off,
             cgroup_parent: None,
+            run_cgroup: true,
             tmp_size_bytes: 64 << 20,
             max_processes: 32,
             max_open_files: 256,
@@ -267,13 +292,34 @@ mod tests {
         }
     }
 
+    fn rendered_nsjail_cgroups(plan: &CgroupPlan) -> Vec<String> {
+        let cfg = SandboxConfig { run_cgroup: false, ..sandbox() };
+        render(&cfg, plan).into_iter().map(|s| s.to_string_lossy().into_owned()).collect()
+    }
+
+    #[test]
+    fn run_leaves_pass_the_cgroup_dirs_instead_of_cgroup_flags() {
+        let v1 = CgroupPlan::V1 { memory_root: "/cg/memory".into(), pids_root: "/cg/pids".into() };
+        for plan in [v1, CgroupPlan::V2 { parent: PathBuf::from("/sys/fs/cgroup") }] {
+            let argv = rendered(&plan);
+            assert!(has_pair(&argv, "--pass_fd", "4") && has_pair(&argv, "--pass_fd", "5"));
+            assert!(!argv.iter().any(|a| a.starts_with("--cgroup") || a == "--use_cgroupv2"));
+            assert!(has_pair(&argv, "--run-cgroup", plan.label()));
+            assert!(has_pair(&argv, "--run-pids", "40"));
+            let v2 = matches!(plan, CgroupPlan::V2 { .. });
+            assert_eq!(argv.contains(&"--disable_clone_newcgroup".to_string()), v2);
+        }
+        let off = rendered(&CgroupPlan::Off);
+        assert!(!off.iter().any(|a| a == "--run-cgroup") && !has_pair(&off, "--pass_fd", "4"));
+    }
+
     #[test]
     fn cgroup_v1_flags_name_the_parent_and_limits() {
         let plan = CgroupPlan::V1 {
             memory_root: PathBuf::from("/sys/fs/cgroup/memory"),
             pids_root: PathBuf::from("/sys/fs/cgroup/pids"),
         };
-        let argv = rendered(&plan);
+        let argv = rendered_nsjail_cgroups(&plan);
         assert!(has_pair(&argv, "--cgroup_mem_max", &(1u64 << 30).to_string()));
         assert!(has_pair(&argv, "--cgroup_mem_parent", "pyexec"));
         assert!(has_pair(&argv, "--cgroup_pids_max", "144"));
@@ -282,7 +328,7 @@ mod tests {
 
     #[test]
     fn cgroup_v2_uses_the_unified_mount() {
-        let argv = rendered(&CgroupPlan::V2 { parent: PathBuf::from("/sys/fs/cgroup") });
+        let argv = rendered_nsjail_cgroups(&CgroupPlan::V2 { parent: PathBuf::from("/sys/fs/cgroup") });
         assert!(argv.contains(&"--use_cgroupv2".to_string()));
         assert!(has_pair(&argv, "--cgroupv2_mount", "/sys/fs/cgroup"));
         assert!(has_pair(&argv, "--cgroup_mem_max", &(1u64 << 30).to_string()));

@@ -2,14 +2,16 @@
 //! `Command` or runs code between fork and exec.
 //!
 //! The child gets an empty environment, its own process group, stdin and
-//! stdout on /dev/null, the control socket as fd 3, and a parent-death
+//! stdout on /dev/null, the control socket as fd 3 (with per-run cgroup
+//! leaves, the worker cgroup's directories as fds 4 and 5, and nsjail itself
+//! moved into the worker cgroup before exec), and a parent-death
 //! signal; its stderr (nsjail's and the zygote's own messages, never a run's
 //! output) is drained by a task into the log and a short tail kept for error
 //! messages.
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -18,6 +20,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::UnixStream;
 use tokio::process::{Child, ChildStderr, Command};
 
+use super::cgroup::delegated::{WorkerCgroup, MEMORY_DIR_FD, PIDS_DIR_FD};
 use super::faults::{Component, FaultSink};
 use super::nsjail::CONTROL_FD;
 use super::WorkerError;
@@ -59,7 +62,12 @@ pub struct Spawned {
 ///
 /// # Errors
 /// When the socketpair cannot be made or the program cannot be executed.
-pub fn spawn(worker: u64, argv: &[OsString], faults: FaultSink) -> Result<Spawned, WorkerError> {
+pub fn spawn(
+    worker: u64,
+    argv: &[OsString],
+    faults: FaultSink,
+    cgroup: Option<&WorkerCgroup>,
+) -> Result<Spawned, WorkerError> {
     let (program, args) = argv.split_first().ok_or(WorkerError::Spawn {
         program: PathBuf::new(),
         source: std::io::Error::other("empty command line"),
@@ -68,6 +76,13 @@ pub fn spawn(worker: u64, argv: &[OsString], faults: FaultSink) -> Result<Spawne
     let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(spawn_error)?;
     let theirs = OwnedFd::from(theirs);
     let theirs_raw = theirs.as_raw_fd();
+    // All at or above 10 (delegated.rs), so no dup2 below overwrites them.
+    let dir_fds = cgroup.map(|c| [c.dir_fds[0].as_raw_fd(), c.dir_fds[1].as_raw_fd()]);
+    let procs_fds: [RawFd; 2] = match cgroup.map(|c| c.procs_fds.as_slice()) {
+        Some([one]) => [one.as_raw_fd(), -1],
+        Some([memory, pids, ..]) => [memory.as_raw_fd(), pids.as_raw_fd()],
+        _ => [-1, -1],
+    };
 
     let mut cmd = Command::new(program);
     cmd.args(args)
@@ -81,10 +96,20 @@ pub fn spawn(worker: u64, argv: &[OsString], faults: FaultSink) -> Result<Spawne
         .kill_on_drop(true);
     #[allow(unsafe_code)]
     // SAFETY: the closure runs in the forked child before exec. It only makes
-    // async-signal-safe syscalls (dup2, fcntl, prctl) on a descriptor that
-    // stays open in the parent until `spawn` returns, and allocates nothing.
+    // async-signal-safe syscalls (write, dup2, fcntl, prctl) on descriptors
+    // that stay open in the parent until `spawn` returns, and allocates
+    // nothing.
     unsafe {
         cmd.pre_exec(move || {
+            // SECURITY: nsjail joins <worker>/zygote before it exists as a
+            // jail: everything it starts is below the worker cap from its
+            // first instruction on, and the jail's processes never sit in
+            // pyexec's own cgroup.
+            for fd in procs_fds.into_iter().filter(|fd| *fd >= 0) {
+                if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
             if theirs_raw == CONTROL_FD {
                 // Already fd 3: just let it survive exec.
                 if libc::fcntl(CONTROL_FD, libc::F_SETFD, 0) == -1 {
@@ -92,6 +117,13 @@ pub fn spawn(worker: u64, argv: &[OsString], faults: FaultSink) -> Result<Spawne
                 }
             } else if libc::dup2(theirs_raw, CONTROL_FD) == -1 {
                 return Err(std::io::Error::last_os_error());
+            }
+            if let Some(dirs) = dir_fds {
+                for (from, to) in dirs.into_iter().zip([MEMORY_DIR_FD, PIDS_DIR_FD]) {
+                    if libc::dup2(from, to) == -1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
             }
             // If the service dies, its workers die with it.
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) == -1 {

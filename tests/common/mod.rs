@@ -235,3 +235,27 @@ pub fn sample(metrics: &str, series: &str) -> f64 {
         .and_then(|value| value.trim().parse().ok())
         .unwrap_or(0.0)
 }
+
+/// The cgroup v1 memory hierarchy the workers' cgroups go in on this host.
+pub const V1_MEMORY_PARENT: &str = "/sys/fs/cgroup/memory/pyexec";
+/// The cgroup v1 pids hierarchy the workers' cgroups go in on this host.
+pub const V1_PIDS_PARENT: &str = "/sys/fs/cgroup/pids/pyexec";
+
+/// The name of the worker cgroup (under [`V1_MEMORY_PARENT`]) that holds
+/// host process `pid`, e.g. `w123.1` or `NSJAIL.456`, from its
+/// `/proc/PID/cgroup` memory line.
+pub fn worker_cgroup_of(pid: u32) -> Option<String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let path = text.lines().find_map(|line| line.split_once(":memory:").map(|(_, path)| path.to_string()))?;
+    let below = path.split_once("/pyexec/")?.1;
+    Some(below.split('/').next()?.to_string())
+}
+
+/// Waits (bounded) until `path` is gone; true if it is.
+pub async fn wait_gone(path: &Path, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while path.exists() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    !path.exists()
+}

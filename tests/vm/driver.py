@@ -93,8 +93,28 @@ def verdict(name: str, script: str, want: tuple[int, str | None], wait: float = 
     return body
 
 
+def is_worker_cgroup(name: str) -> bool:
+    """nsjail's NSJAIL.<pid>, or w<pyexec pid>.<worker id> with per-run leaves."""
+    return name.startswith("NSJAIL.") or (name.startswith("w") and name[1:].replace(".", "").isdigit())
+
+
 def leaves() -> dict[str, str]:
-    return {n: f"{POD}/{n}" for n in os.listdir(POD) if n.startswith("NSJAIL.")}
+    return {n: f"{POD}/{n}" for n in os.listdir(POD) if is_worker_cgroup(n)}
+
+
+def run_leaves() -> set[str]:
+    """The per-run leaves (run.*) of every worker cgroup, as worker/leaf."""
+    found = set()
+    for name, path in leaves().items():
+        with_runs = os.listdir(path) if os.path.isdir(path) else []
+        found.update(f"{name}/{n}" for n in with_runs if n.startswith("run."))
+    return found
+
+
+def jails(pid: int) -> list[int]:
+    """nsjail processes: the children of pyexec (`pid`)."""
+    text = read(f"/proc/{pid}/task/{pid}/children") if os.path.exists(f"/proc/{pid}") else ""
+    return [int(p) for p in text.split()]
 
 
 def oom_kills(leaf: str) -> int:
@@ -102,6 +122,27 @@ def oom_kills(leaf: str) -> int:
         if line.startswith("oom_kill "):
             return int(line.split()[1])
     return 0
+
+
+def oom_kills_all() -> int:
+    """OOM kills of every worker cgroup (hierarchical on v2: their run
+    leaves included); the pool's worker and the hot standby both count, as
+    either may serve."""
+    total = 0
+    for path in leaves().values():
+        try:
+            total += oom_kills(path)
+        except OSError:
+            pass  # a worker going away meanwhile
+    return total
+
+
+def first_worker(found: dict[str, str]) -> str:
+    """The pool's worker: the lowest worker id (the hot standby starts later)."""
+    def order(name: str) -> tuple[int, str]:
+        tail = name.rsplit(".", 1)[-1]
+        return (int(tail) if tail.isdigit() else 0, name)
+    return found[min(found, key=order)] if found else ""
 
 
 def metric(text: str, prefix: str) -> float:
@@ -173,7 +214,7 @@ def main() -> int:
           and read(f"{POD}/cgroup.procs").strip() == "",
           f"pod1 subtree_control: {read(f'{POD}/cgroup.subtree_control').strip()}")
     found = wait_for(leaves)
-    leaf = next(iter(found.values())) if found else ""
+    leaf = first_worker(found or {})
     if leaf:
         mem, pids = read(f"{leaf}/memory.max").strip(), read(f"{leaf}/pids.max").strip()
         # The worker cap: --max-memory-mib + 512 MiB + the run's two 64 MiB
@@ -182,16 +223,50 @@ def main() -> int:
         check("worker leaf has memory and pids limits", mem == str(want_mem) and pids == str(want_pids),
               f"{leaf.removeprefix(CG)} memory.max={mem} pids.max={pids}")
     else:
-        check("worker leaf has memory and pids limits", False, f"no NSJAIL.* under {POD}")
+        check("worker leaf has memory and pids limits", False, f"no worker cgroup under {POD}")
+    runs = wait_for(run_leaves, 60) or set()
+    zygote = f"{leaf}/zygote"
+    check("per-run leaves: zygote/ holds the jail, one run.* leaf per spare",
+          bool(leaf) and os.path.isdir(zygote) and read(f"{zygote}/cgroup.procs").strip() != "" and bool(runs),
+          f"{sorted(runs)}")
+    try:
+        # An idle spare's leaf (nothing runs yet, so it stays).
+        one = f"{POD}/{min(runs)}"
+        owners = {f: os.stat(f"{one}/{f}").st_uid for f in ("memory.max", "pids.max")}
+        caps = {f: os.stat(f"{leaf}/{f}").st_uid for f in ("memory.max", "pids.max", "cgroup.subtree_control")}
+        check("run leaf is the jail's, the worker cap root's",
+              set(owners.values()) == {99999} and set(caps.values()) == {0}
+              and read(f"{one}/memory.swap.max").strip() == "0" and read(f"{one}/pids.max").strip() == "40",
+              f"run leaf owners {owners}, worker cap owners {caps}")
+    except (OSError, ValueError) as e:
+        check("run leaf is the jail's, the worker cap root's", False, f"{type(e).__name__}: {e}")
 
     status, body, took = execute("def main():\n    return 2 + 2")
     check("first request", status == 200 and body.get("result") == 4, f"{status} in {took:.2f} s")
     status, body, took = execute("def main():\n    return 2 + 2")
     check("second request", status == 200 and body.get("result") == 4, f"{status} in {took:.2f} s")
 
+    # Issue 11: `memory` caps the whole run. Six children of 48 MiB each
+    # (written, so resident) in a 64 MiB run: each is far below its own
+    # RLIMIT_AS, together they pass the run's leaf.
+    six = ("import os, time\ndef main():\n    pids = []\n    for _ in range(6):\n        pid = os.fork()\n"
+           "        if pid == 0:\n            block = bytearray(48 << 20)\n"
+           "            for i in range(0, len(block), 4096):\n                block[i] = 1\n"
+           "            time.sleep(3)\n            os._exit(0)\n        pids.append(pid)\n"
+           "    return [os.waitpid(pid, 0)[1] for pid in pids]")
+    before = oom_kills_all()
+    runs_before = run_leaves()
+    verdict("6 children of 48 MiB in a 64 MiB run", six, (422, "memory_limit"), memory=64, timeout=120)
+    after = oom_kills_all()
+    check("the run's OOM kills counted (worker memory.events, hierarchical)", after > before,
+          f"oom_kill {before} -> {after}")
+    within = six.replace("range(6)", "range(2)").replace("48 << 20", "24 << 20")
+    body = verdict("2 children of 24 MiB in a 256 MiB run", within, (200, None), memory=256, timeout=120)
+    gone = wait_for(lambda: (runs_before - run_leaves()) or None, 30)
+    check("a run's leaf is removed after its run", bool(gone), f"{sorted(runs_before)} -> {sorted(run_leaves())}")
     verdict("3 GB allocation", "def main():\n    x = bytearray(3 * 1024 ** 3)\n    return len(x)",
             (422, "memory_limit"), memory=128)
-    before = oom_kills(leaf) if leaf else 0
+    before = oom_kills_all()
     children = ("import os\ndef main():\n    for _ in range(24):\n        if os.fork() == 0:\n            try:\n"
                 "                x = b'x' * (200 * 1024 * 1024)\n                import time\n"
                 "                time.sleep(2)\n            finally:\n                os._exit(0)\n"
@@ -199,7 +274,7 @@ def main() -> int:
                 "            return 'children done'")
     body = verdict("24 forked children of 200 MiB", children, (422, "memory_limit"),
                    wait=200, memory=MAX_MEMORY_MIB, timeout=180)
-    after = oom_kills(leaf) if leaf and os.path.exists(leaf) else -1
+    after = oom_kills_all()
     check("OOM kills counted in the worker leaf's memory.events", after > before, f"oom_kill {before} -> {after}")
     bomb = ("import os\ndef main():\n    n = 0\n    try:\n        while True:\n            if os.fork() == 0:\n"
             "                import time\n                time.sleep(100)\n            n += 1\n"
@@ -215,7 +290,7 @@ def main() -> int:
     # A dead worker is replaced (when a request finds it dead), and its leaf
     # goes with it.
     before_leaves = set(leaves())
-    nsjails = [int(p) for p in read(supervisor).split() if int(p) != proc.pid]
+    nsjails = jails(proc.pid)
     if nsjails:
         os.kill(nsjails[0], signal.SIGKILL)
     time.sleep(1)
@@ -224,7 +299,7 @@ def main() -> int:
         verdict("request after the worker was killed", "def main():\n    return 'new worker'", (200, None), wait=230)
     except TimeoutError:
         check("request after the worker was killed", False, "no answer in 230 s")
-        for leaf_dir in [f"{POD}/supervisor", *leaves().values()]:
+        for leaf_dir in [f"{POD}/supervisor", *leaves().values(), *(f"{w}/zygote" for w in leaves().values())]:
             for pid in read(f"{leaf_dir}/cgroup.procs").split():
                 cmd = read(f"/proc/{pid}/cmdline").replace("\0", " ")[:120] if os.path.exists(f"/proc/{pid}") else "?"
                 state = read(f"/proc/{pid}/stat").split()[2] if os.path.exists(f"/proc/{pid}") else "?"

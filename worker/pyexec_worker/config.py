@@ -29,6 +29,11 @@ class ZygoteConfig:
     # The run's seccomp filter (packed struct sock_filter), compiled by the
     # service from src/worker/seccomp_policy.rs; empty: none for this machine.
     seccomp_bpf: bytes = b""
+    # "v1" or "v2": each spare gets a cgroup leaf under the worker's cgroup
+    # (fds 4 and 5, see ``runcgroup``); "": none (the worker cap only).
+    run_cgroup: str = ""
+    # The process cap of each run's leaf.
+    run_pids: int = 0
 
 
 def _positive(text: str) -> int:
@@ -49,6 +54,8 @@ def parse_args(argv: list[str]) -> ZygoteConfig:
     parser.add_argument("--max-file-size-bytes", type=_positive, required=True)
     parser.add_argument("--spares", type=_positive, default=2)
     parser.add_argument("--seccomp-bpf", type=bytes.fromhex, default=b"")
+    parser.add_argument("--run-cgroup", choices=("v1", "v2"), default="")
+    parser.add_argument("--run-pids", type=_positive, default=0)
     try:
         ns = parser.parse_args(argv)
     except SystemExit as exc:

@@ -23,7 +23,7 @@ import socket
 import sys
 from collections.abc import Callable
 
-from . import libc, seccomp, spare
+from . import libc, runcgroup, seccomp, spare
 from .config import ZygoteConfig
 
 _MAX_ERROR = 2000
@@ -57,7 +57,9 @@ class ForkServer:
             # kept open here would also hide that server's EOF at shutdown.)
             control.detach()
             ours.detach()
-            spare.close_fds_except({0, 1, 2, theirs.fileno()})
+            # The worker cgroup's directory fds stay: this server makes each
+            # spare's leaf (runcgroup); every spare closes them first thing.
+            spare.close_fds_except({0, 1, 2, theirs.fileno(), *_cgroup_fds(cfg)})
             code = 1
             try:
                 if prepare is not None:
@@ -146,7 +148,7 @@ def _serve(cfg: ZygoteConfig, sock: socket.socket) -> None:
         if not command:
             return
         if command == b"f":
-            sock = _fork_standby(sock)
+            sock = _fork_standby(cfg, sock)
             continue
         try:
             _pid, ends = spare.fork_spare(cfg, uid, gid, sock)
@@ -160,7 +162,11 @@ def _serve(cfg: ZygoteConfig, sock: socket.socket) -> None:
                 os.close(fd)
 
 
-def _fork_standby(sock: socket.socket) -> socket.socket:
+def _cgroup_fds(cfg: ZygoteConfig) -> set[int]:
+    return {runcgroup.MEMORY_FD, runcgroup.PIDS_FD} if cfg.run_cgroup else set()
+
+
+def _fork_standby(cfg: ZygoteConfig, sock: socket.socket) -> socket.socket:
     """Clone a copy of this server (the zygote's child); return the socket to serve.
 
     In the parent that is ``sock`` again, in the copy a fresh socket whose
@@ -180,7 +186,7 @@ def _fork_standby(sock: socket.socket) -> socket.socket:
         # first server did.
         sock.detach()
         theirs.detach()
-        spare.close_fds_except({0, 1, 2, ours.fileno()})
+        spare.close_fds_except({0, 1, 2, ours.fileno(), *_cgroup_fds(cfg)})
         return ours
     ours.close()
     try:

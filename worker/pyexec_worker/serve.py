@@ -11,6 +11,7 @@ of the loop.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import os
 import platform
@@ -23,7 +24,7 @@ from collections import deque
 import numpy
 import pandas
 
-from . import figures, libc, protocol, session
+from . import figures, libc, protocol, runcgroup, session, verdict
 from .config import ZygoteConfig, parse_args
 from .forkserver import ForkServer, ForkServerError
 from .pools import SparePool
@@ -39,6 +40,9 @@ RUN_ATTEMPTS = 3
 PLOTTING_SPARES = 1
 # How often to retry reaping killed runs while some are still dying.
 REAP_POLL_MS = 5
+# How long a retired run's leaf may stay busy (its pid namespace dying)
+# before the zygote leaves it to the supervisor.
+LEAF_REMOVE_GIVE_UP_S = 60.0
 EXIT_PROTOCOL = 2
 EXIT_FATAL = 1
 
@@ -56,6 +60,8 @@ class Zygote:
         self.reader = FrameReader(cfg.max_frame_bytes)
         self.pending: deque[RunRequest | Ping] = deque()
         self.dying: set[int] = set()  # killed run inits not yet reaped
+        self.leaves: list[runcgroup.Leaf] = []  # cgroups of retired runs, to remove
+        self.leaf_busy_since: dict[str, float] = {}  # leaf name -> first refused rmdir
         self.plain = SparePool("plain", ForkServer.start(cfg, control), cfg.spares, self.retire)
         self.plotting: SparePool | None = None
         if figures.available():
@@ -103,6 +109,8 @@ class Zygote:
         spare.close_all()
         if spare.init_pid is not None and not spare.reaped:
             self.dying.add(spare.init_pid)
+        if spare.leaf is not None:
+            self.leaves.append(spare.leaf)
 
     def reap_dying(self) -> None:
         for pid in list(self.dying):
@@ -112,6 +120,25 @@ class Zygote:
                 done = pid
             if done:
                 self.dying.discard(pid)
+        if self.leaves:
+            self.remove_leaves()
+
+    def remove_leaves(self) -> None:
+        """rmdir the leaves of retired runs; one whose processes are still
+        dying (EBUSY) is tried again at the next poll, for up to
+        ``LEAF_REMOVE_GIVE_UP_S`` (then the supervisor removes it with the
+        worker's cgroup)."""
+        now = time.monotonic()
+        left = []
+        for leaf in self.leaves:
+            if not leaf.remove():
+                since = self.leaf_busy_since.setdefault(leaf.name, now)
+                if now - since < LEAF_REMOVE_GIVE_UP_S:
+                    left.append(leaf)
+                    continue
+                log_fault("spare", f"the run cgroup {leaf.name} stays busy; left for the supervisor")
+            self.leaf_busy_since.pop(leaf.name, None)
+        self.leaves = left
 
     def wait(self) -> None:
         """Handle control input, fork-server replies, spare set-up and faults.
@@ -131,7 +158,7 @@ class Zygote:
         timeout_ms = -1.0
         if deadlines:
             timeout_ms = max(0.0, (min(deadlines) - time.monotonic()) * 1000) + 1
-        if self.dying:
+        if self.dying or self.leaves:
             timeout_ms = REAP_POLL_MS if timeout_ms < 0 else min(timeout_ms, REAP_POLL_MS)
         for fd, _events in poller.poll(timeout_ms):
             if fd == self.control.fileno():
@@ -176,13 +203,42 @@ class Zygote:
         for _attempt in range(RUN_ATTEMPTS):
             spare = self.take_spare(pool)
             try:
-                return session.run(spare, req, self.control.fileno(), self.on_control)
+                self.cap_run(spare, req)
+                return self.after_run(spare, req, session.run(spare, req, self.control.fileno(), self.on_control))
             except SpareError as exc:
                 why = str(exc)
                 log_fault("spare", f"{pool.name} spare lost before its run started, retrying: {why}")
             finally:
                 self.retire(spare)
         return session.lost_result(req, f"the service lost {RUN_ATTEMPTS} sandboxes before the run started: {why}")
+
+    def cap_run(self, spare: Spare, req: RunRequest) -> None:
+        """Write the request's memory into the spare's leaf (one read, one write).
+
+        The leaf may hold the run's ``memory`` plus one ``/tmp`` of files
+        (tmpfs pages are charged to the run that writes them), on top of
+        what the idle spare holds already: the same allowance the worker
+        cap makes per run. ``RLIMIT_AS`` stays the first line (a clean
+        ``MemoryError`` in the one process that overdraws).
+        """
+        if spare.leaf is None:
+            return
+        try:
+            spare.leaf.limit(req.memory_bytes + self.cfg.tmp_size_bytes)
+        except runcgroup.RunCgroupError as exc:
+            # No user code ran; an uncapped run must not start.
+            raise SpareError(str(exc)) from None
+
+    def after_run(self, spare: Spare, req: RunRequest, result: RunResult) -> RunResult:
+        """``memory_limit`` when the run's own leaf counted an OOM kill."""
+        if spare.leaf is None:
+            return result
+        outcome, error, changed = verdict.after_oom(
+            result.outcome, result.error, spare.leaf.oom_kills(), req.memory_bytes
+        )
+        if not changed:
+            return result
+        return dataclasses.replace(result, outcome=outcome, error=error, result=None, traceback=None, figures=[])
 
     def loop(self) -> int:
         while True:
@@ -209,11 +265,17 @@ class Zygote:
 
     def shutdown(self) -> None:
         for pool in self.pools:
+            self.leaves.extend(s.leaf for s in (*pool.ready, *pool.building.values()) if s.leaf is not None)
             pool.shutdown()
         for pid in self.dying:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
         self.dying.clear()
+        # Every run process is reaped: their leaves are empty (what stays
+        # busy, the supervisor removes with the worker's cgroup).
+        for leaf in self.leaves:
+            leaf.remove()
+        self.leaves.clear()
 
 
 def main(argv: list[str]) -> int:

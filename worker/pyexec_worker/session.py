@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import msgpack
 
-from . import usage, verdict
+from . import runcgroup, usage, verdict
 from .capture import CappedPipe, LineReader
 from .protocol import RunRequest, RunResult
 from .spare import ZygoteEnds
@@ -56,6 +56,8 @@ class Spare:
         self.status = LineReader(ends.status)
         os.set_blocking(ends.status, False)
         self.init_pid: int | None = None
+        # The run's cgroup leaf (``--run-cgroup``), named by the fork server.
+        self.leaf: runcgroup.Leaf | None = None
         self.exit_status: int | None = None
         # The runner's CPU when its request came; its rusage when it ended.
         self.start_cpu_us: int | None = None
@@ -120,7 +122,9 @@ class Spare:
     def status_line(self, line: str) -> str:
         word, _, rest = line.partition(" ")
         if word == "pid" and self.init_pid is None:
-            self.init_pid = int(rest)
+            pid, *leaf = rest.split()
+            self.init_pid = int(pid)
+            self.leaf = runcgroup.from_status(leaf)
         elif word == "ready":
             self._runner_ready = True
         elif word == "start" and self.start_cpu_us is None:

@@ -23,7 +23,7 @@ import socket
 import sys
 from dataclasses import dataclass, replace
 
-from . import idlewalk, isolation, libc, runner, seccomp, usage
+from . import idlewalk, isolation, libc, runcgroup, runner, seccomp, usage
 from .config import ZygoteConfig
 
 # Largest request a runner accepts (the zygote already capped the frame).
@@ -64,17 +64,24 @@ def fork_spare(cfg: ZygoteConfig, outer_uid: int, outer_gid: int, parent_sock: s
     st_r, st_w = os.pipe()
     child = ChildEnds(req_r, res_w, out_w, err_w, st_w)
     theirs = ZygoteEnds(req_w, res_r, out_r, err_r, st_r)
+    leaf: runcgroup.Leaf | None = None
     try:
+        # The run's own cgroup, made now, while no request waits for it.
+        if cfg.run_cgroup:
+            leaf = runcgroup.Leaf.make(cfg.run_cgroup, cfg.run_pids)
         pid = isolation.clone_run_init()
     except OSError:
         for fd in (req_r, req_w, res_r, res_w, out_r, out_w, err_r, err_w, st_r, st_w):
             os.close(fd)
+        if leaf is not None:
+            leaf.remove()
         raise
     if pid == 0:
         parent_sock.detach()  # its fd is closed below; never let GC close a reused number
-        _run_init(cfg, outer_uid, outer_gid, child)  # never returns
-    # The zygote needs the init's pid to kill it at the deadline.
-    _report(st_w, f"pid {pid}")
+        _run_init(cfg, outer_uid, outer_gid, child, leaf)  # never returns
+    # The zygote needs the init's pid to kill it at the deadline, and the
+    # leaf to cap, read and remove it.
+    _report(st_w, f"pid {pid}{runcgroup.status_field(leaf)}")
     for fd in (req_r, res_w, out_w, err_w, st_w):
         os.close(fd)
     return pid, theirs
@@ -95,11 +102,17 @@ def _report(fd: int, line: str) -> None:
         os.write(fd, (line.replace("\n", " ")[:3000] + "\n").encode())
 
 
-def _run_init(cfg: ZygoteConfig, uid: int, gid: int, ends: ChildEnds) -> None:
+def _run_init(cfg: ZygoteConfig, uid: int, gid: int, ends: ChildEnds, leaf: runcgroup.Leaf | None) -> None:
     """pid 1 of the run's namespaces: isolate, fork the runner, reap."""
     try:
-        # SECURITY: the control socket, the fork-server socket and every
-        # other zygote fd are gone before anything else happens.
+        if leaf is not None:
+            # Before anything else: every process of the run is a child of
+            # this one, so the leaf's caps and counters cover the whole run.
+            leaf.join()
+        # SECURITY: the control socket, the fork-server socket, the worker
+        # cgroup's directory fds (through which a run could reach all of
+        # cgroupfs and raise its own leaf's memory.max) and every other
+        # zygote fd are gone before anything else happens.
         close_fds_except({0, 1, 2, ends.request, ends.result, ends.stdout, ends.stderr, ends.status})
         ends = _raise_result_fd(ends)
         # SECURITY: a session and process group of the run's own. Process

@@ -5,10 +5,11 @@ Owns: the mapping (deadline hit, runner wait status, runner message) ->
 untrusted input (user code can write anything to the result pipe, or close
 it). Must not: raise on any input, or do I/O.
 
-A runner killed by SIGKILL is ``killed`` here; the supervisor turns it into
-``memory_limit`` when the worker cgroup's own ``oom_kill`` counter rose
-during the run (a host-wide counter would blame a run for an OOM kill
-anywhere on the node). A run init that vanished without reporting its
+A runner killed by SIGKILL is ``killed`` here; ``after_oom`` turns it into
+``memory_limit`` when the run's own cgroup leaf counted an OOM kill (with
+``--run-cgroup``), and the supervisor does when the worker cgroup's
+``oom_kill`` counter rose during the run (a host-wide counter would blame a
+run for an OOM kill anywhere on the node). A run init that vanished without reporting its
 runner's end is ``worker_lost``: nothing inside the run can kill its pid
 namespace's init (pid_namespaces(7)), so that was done from outside.
 """
@@ -163,3 +164,26 @@ def extras(
         total += len(data)
         figures.append({"format": "png", "data": data, "width": size[0], "height": size[1]})
     return run_usage, figures, truncated
+
+
+# Outcomes an OOM kill in the run's leaf explains: the victim was the runner
+# or the init (killed, worker_lost), or only some child while main() still
+# returned (ok).
+OOM_EXPLAINS = frozenset({"killed", "worker_lost", "ok"})
+
+
+def after_oom(outcome: str, error: str | None, oom_kills: int, memory_bytes: int) -> tuple[str, str | None, bool]:
+    """``(outcome, error, changed)`` once the run's leaf counted ``oom_kills``.
+
+    The leaf is the run's alone (made for it, removed after it), so any
+    kill counted there was the run's doing: the run's processes together
+    went past its ``memory``.
+    """
+    if oom_kills <= 0 or outcome not in OOM_EXPLAINS:
+        return outcome, error, False
+    mib = memory_bytes / (1 << 20)
+    return (
+        "memory_limit",
+        f"the run's processes together exceeded its memory limit of {mib:g} MiB; {oom_kills} of them were killed",
+        True,
+    )
