@@ -30,8 +30,14 @@ and the result files; the measurements and the report live in
 ``pyexec_bench/`` (importable because Python puts this script's directory,
 bench/, first on ``sys.path``).
 
+``--compare REF`` runs an A/B instead (``pyexec_bench/compare.py``): REF's
+binary and worker built from its own sources, both services side by side,
+the same measurements alternating round by round, both columns and their
+ratio, with the host's fork floor beside them.
+
 Usage:
     /opt/pyexec/tools-venv/bin/python bench/run.py [--quick] [--binary PATH]
+    /opt/pyexec/tools-venv/bin/python bench/run.py --compare e5f4b8a [--quick] [--rounds 3]
 
 Only the standard library is used; the floor and the cold spawn use the
 sandbox venv's Python (numpy + pandas).
@@ -52,6 +58,7 @@ from typing import Any
 
 from pyexec_bench.cold_spawn import cold_closed_loop, cold_sequential
 from pyexec_bench.common import PACED_GAP_S, ROOT, SCRIPTS, log
+from pyexec_bench.compare import compare, render_compare
 from pyexec_bench.floor import floor
 from pyexec_bench.http_latency import http_sequential
 from pyexec_bench.http_throughput import http_closed_loop, k6_steps
@@ -99,6 +106,12 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--binary", default=os.environ.get("PYEXEC_BIN", str(ROOT / "target/release/pyexec")))
     ap.add_argument("--workers", type=int, default=None, help="--workers for pyexec (default: its own, CPUs)")
     ap.add_argument("--no-service", action="store_true", help="skip the pyexec part (cold spawn and floor only)")
+    ap.add_argument(
+        "--compare",
+        metavar="REF",
+        help="A/B against commit REF: build its binary and worker, run both alternating, print both and the ratio",
+    )
+    ap.add_argument("--rounds", type=int, default=3, help="--compare: alternating rounds (default 3)")
     ap.add_argument(
         "--out",
         default=None,
@@ -159,9 +172,40 @@ def measure_pyexec(svc: Service, plan: Plan, workers: int | None, tmp: Path) -> 
     return px
 
 
+def main_compare(args: argparse.Namespace, plan: Plan) -> int:
+    """``--compare REF``: the A/B table, written to bench/results/compare-REF.md (and .json)."""
+    tmp = Path(tempfile.mkdtemp(prefix="pyexec-compare-"))
+    seq_n = {name: n // 3 for name, n in plan.n_seq.items()}
+    try:
+        res = compare(
+            args.compare,
+            Path(args.binary),
+            args.workers,
+            tmp,
+            rounds=args.rounds,
+            seq_n=seq_n,
+            paced_n=plan.n_paced // 2,
+            loop_s=plan.throughput_s,
+        )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    res["machine"] = machine()
+    md = render_compare(res)
+    print(md)
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in args.compare)
+    out = Path(args.out) if args.out else ROOT / f"bench/results/{'tmp/' if plan.quick else ''}compare-{safe}.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(md)
+    out.with_suffix(".json").write_text(json.dumps(res, indent=1, default=str))
+    log(f"wrote {out} (and .json)")
+    return 0
+
+
 def main() -> int:
     args = parse_args()
     plan = Plan.for_mode(args.quick)
+    if args.compare:
+        return main_compare(args, plan)
     q = plan.quick
     out_md = Path(args.out) if args.out else ROOT / ("bench/results/tmp/quick.md" if q else "bench/results/latest.md")
     out_md.parent.mkdir(parents=True, exist_ok=True)

@@ -172,6 +172,9 @@ def oom_worker(service_pid: int, rng: random.Random) -> Fault | None:
     cg = memory_cgroup(kids[jail][0])
     if cg is None:
         return None
+    if os.path.basename(cg) == "zygote":
+        # Per-run leaves: the zygote has its own child of the worker's cgroup.
+        cg = os.path.dirname(cg)
     v1 = os.path.exists(f"{cg}/memory.limit_in_bytes")
     limit_file = f"{cg}/memory.limit_in_bytes" if v1 else f"{cg}/memory.max"
     usage = int((_read(f"{cg}/memory.usage_in_bytes" if v1 else f"{cg}/memory.current") or "0").strip() or 0)

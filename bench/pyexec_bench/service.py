@@ -30,8 +30,9 @@ def free_port() -> int:
 class Service:
     """The pyexec binary on a free loopback port, stopped on exit."""
 
-    def __init__(self, binary: Path, workers: int | None, logdir: Path) -> None:
+    def __init__(self, binary: Path, workers: int | None, logdir: Path, worker_dir: Path | None = None) -> None:
         self.binary = binary
+        self.worker_dir = worker_dir
         self.port = free_port()
         self.workers = workers
         self.log_path = logdir / "pyexec.log"
@@ -52,6 +53,8 @@ class Service:
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         env = dict(os.environ)
         env.setdefault("RUST_LOG", "warn")
+        if self.worker_dir is not None:
+            env["PYEXEC_WORKER_DIR"] = str(self.worker_dir)
         if "PYEXEC_WORKER_DIR" not in env and not (HOME / "worker").is_dir() and (ROOT / "worker/zygote.py").is_file():
             # Not installed yet (scripts/install.sh copies it): use the checkout's.
             env["PYEXEC_WORKER_DIR"] = str(ROOT / "worker")

@@ -32,7 +32,7 @@ use crate::protocol::PROTOCOL_VERSION;
 use crate::protocol::{
     FrameCodec, FromWorker, InputFile, Outcome, ProtocolError, ReadyInfo, RunReport, RunRequest, ToWorker,
 };
-use cgroup::delegated::{self, WorkerCgroup};
+use cgroup::delegated::{self, CapHits, WorkerCgroup};
 use cgroup::CgroupPlan;
 use faults::{proc_state, ProcState};
 pub use faults::{Component, FaultSink};
@@ -52,6 +52,16 @@ pub const STOP_POLL: Duration = Duration::from_millis(200);
 /// one poll of phase), 0.6 s.
 pub const STOP_SAMPLES: u32 = 2;
 
+/// The counter a worker's cgroup keeps that a run is judged or the worker
+/// recycled by.
+enum MemoryWatch {
+    /// Per-run leaves: hits of the worker's own cap (the zygote reads the
+    /// run's leaf for the verdict).
+    CapHits(CapHits),
+    /// No per-run leaf: the worker cgroup's `oom_kill` counter file.
+    OomKills(PathBuf),
+}
+
 /// Why a worker was taken out of service (or returned to it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecycleReason {
@@ -59,7 +69,8 @@ pub enum RecycleReason {
     RunFinished,
     /// The zygote did not report within the deadline.
     Timeout,
-    /// The worker's cgroup OOM killer hit the zygote.
+    /// The kernel OOM-killed in the worker's cgroup beyond what a run's own
+    /// limit explains: the worker ran short of memory.
     MemoryLimit,
     /// The worker process died or closed its socket.
     Crash,
@@ -241,7 +252,8 @@ pub struct Worker {
     io: Framed<UnixStream, FrameCodec>,
     stderr: StderrTail,
     info: ReadyInfo,
-    oom_file: Option<PathBuf>,
+    /// What the worker's cgroup says about memory during a run.
+    memory_watch: Option<MemoryWatch>,
     cgroup_dirs: Vec<PathBuf>,
     next_run: u64,
     in_run: bool,
@@ -364,11 +376,11 @@ impl Worker {
         };
         let nsjail_pid = child.id();
         let zygote_pid = nsjail_pid.and_then(jailed_pid);
-        let (oom_file, cgroup_dirs) = match delegated {
+        let (memory_watch, cgroup_dirs) = match delegated {
             // Its fds were the jail's to keep; ours close here.
-            Some(delegated) => (delegated.oom_events, delegated.dirs),
+            Some(delegated) => (Some(MemoryWatch::CapHits(delegated.cap_hits)), delegated.dirs),
             None => (
-                zygote_pid.and_then(|pid| cgroup.oom_events_file(pid)),
+                zygote_pid.and_then(|pid| cgroup.oom_events_file(pid)).map(MemoryWatch::OomKills),
                 zygote_pid.map(|pid| cgroup.leaf_dirs(pid)).unwrap_or_default(),
             ),
         };
@@ -378,7 +390,7 @@ impl Worker {
             io,
             stderr,
             info,
-            oom_file,
+            memory_watch,
             cgroup_dirs,
             next_run: 1,
             in_run: false,
@@ -455,7 +467,7 @@ impl Worker {
             max_figures: job.max_figures,
             max_figures_bytes: job.max_figures_bytes,
         });
-        let oom_before = self.oom_kills();
+        let memory_before = self.memory_count();
         self.in_run = true;
         let pids = self.pids;
         let io = &mut self.io;
@@ -491,14 +503,26 @@ impl Worker {
             }
             Ok(Err(source)) => return Err(self.fail(WorkerError::Protocol { worker: self.id, source })),
         };
-        // The cgroup OOM killer sends SIGKILL, which the zygote can only
-        // report as `killed` (or, if it chose the run's init, `worker_lost`);
-        // the worker cgroup's own counter tells them apart. A worker runs one
-        // script at a time, so an OOM kill in its cgroup during the run is the
-        // run's doing even when main() still returned (it killed only some of
-        // the run's children): that, too, is `memory_limit`.
-        let oom = self.oom_kills() > oom_before;
-        if matches!(report.outcome, Outcome::Killed | Outcome::WorkerLost | Outcome::Ok) && oom {
+        let rose = self.memory_count() > memory_before;
+        if rose && matches!(self.memory_watch, Some(MemoryWatch::CapHits(_))) {
+            // The zygote judged the run by its own leaf (`memory_limit` when
+            // the leaf's limit was hit, `worker_lost` for a kill the leaf's
+            // limit does not explain). A charge that ran into the worker's
+            // own cap during a run that kept within its limit means the
+            // worker ran short (the zygote grew, or the cap was lowered): it
+            // is replaced, with a fresh cgroup.
+            match &self.memory_watch {
+                // The run's own overdraw reached the cap too: accounted for.
+                Some(MemoryWatch::CapHits(hits)) if report.outcome == Outcome::MemoryLimit => hits.reset(),
+                _ => self.broken = Some(RecycleReason::MemoryLimit),
+            }
+        } else if rose && matches!(report.outcome, Outcome::Killed | Outcome::WorkerLost | Outcome::Ok) {
+            // No per-run leaf: the cgroup OOM killer sends SIGKILL, which the
+            // zygote can only report as `killed` (or, if it chose the run's
+            // init, `worker_lost`). A worker runs one script at a time, so an
+            // OOM kill in its cgroup during the run is the run's doing even
+            // when main() still returned (it killed only some of the run's
+            // children): that, too, is `memory_limit`.
             report.outcome = Outcome::MemoryLimit;
             report.error = Some("the run exceeded the worker's memory limit and was killed".into());
         }
@@ -524,8 +548,12 @@ impl Worker {
         }
     }
 
-    fn oom_kills(&self) -> u64 {
-        self.oom_file.as_deref().and_then(cgroup::read_oom_kills).unwrap_or(0)
+    fn memory_count(&self) -> u64 {
+        match &self.memory_watch {
+            Some(MemoryWatch::CapHits(hits)) => hits.read(),
+            Some(MemoryWatch::OomKills(file)) => cgroup::read_oom_kills(file).unwrap_or(0),
+            None => 0,
+        }
     }
 
     /// Stops the worker: closes its socket (the zygote exits on EOF and nsjail

@@ -160,6 +160,31 @@ class Leaf:
             return 0
         return parse_oom_kills(text)
 
+    def hit_own_limit(self) -> bool:
+        """Whether a charge ran into this leaf's *own* memory limit.
+
+        A kill in the leaf that the leaf's limit does not explain came from
+        the worker's cap above. v2: the leaf's ``memory.events`` ``oom``
+        (counted at the cgroup whose limit was hit). v1: the kernel here
+        keeps no ``failcnt`` (it stays 0), but the peak tells: usage (or
+        memory+swap usage) reached the leaf's limit. The leaf is fresh per
+        spare and unlimited until the run's cap is written, so its peak
+        speaks of this run alone.
+        """
+        try:
+            if self._v2:
+                return parse_counter(self._read(MEMORY_FD, "memory.events"), "oom") > 0
+            for peak, limit in (
+                ("memory.max_usage_in_bytes", "memory.limit_in_bytes"),
+                ("memory.memsw.max_usage_in_bytes", "memory.memsw.limit_in_bytes"),
+            ):
+                with contextlib.suppress(FileNotFoundError):
+                    if int(self._read(MEMORY_FD, peak)) >= int(self._read(MEMORY_FD, limit)):
+                        return True
+        except (OSError, ValueError):
+            return False
+        return False
+
     def remove(self) -> bool:
         """rmdir the leaf in each hierarchy; False while it still holds processes (EBUSY)."""
         gone = True
@@ -175,9 +200,14 @@ class Leaf:
 
 def parse_oom_kills(text: str) -> int:
     """The ``oom_kill N`` counter of a v2 ``memory.events`` or v1 ``memory.oom_control``."""
+    return parse_counter(text, "oom_kill")
+
+
+def parse_counter(text: str, name: str) -> int:
+    """The ``name N`` line of a flat-keyed cgroup file (0 when absent)."""
     for line in text.splitlines():
         key, _, value = line.partition(" ")
-        if key == "oom_kill" and value.strip().isdigit():
+        if key == name and value.strip().isdigit():
             return int(value)
     return 0
 

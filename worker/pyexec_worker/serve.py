@@ -230,11 +230,12 @@ class Zygote:
             raise SpareError(str(exc)) from None
 
     def after_run(self, spare: Spare, req: RunRequest, result: RunResult) -> RunResult:
-        """``memory_limit`` when the run's own leaf counted an OOM kill."""
+        """``memory_limit`` when the run's own leaf hit its limit and counted an
+        OOM kill; ``worker_lost`` when the kill came from the worker's cap."""
         if spare.leaf is None:
             return result
         outcome, error, changed = verdict.after_oom(
-            result.outcome, result.error, spare.leaf.oom_kills(), req.memory_bytes
+            result.outcome, result.error, spare.leaf.oom_kills(), spare.leaf.hit_own_limit(), req.memory_bytes
         )
         if not changed:
             return result

@@ -172,15 +172,28 @@ def extras(
 OOM_EXPLAINS = frozenset({"killed", "worker_lost", "ok"})
 
 
-def after_oom(outcome: str, error: str | None, oom_kills: int, memory_bytes: int) -> tuple[str, str | None, bool]:
+def after_oom(
+    outcome: str, error: str | None, oom_kills: int, hit_own_limit: bool, memory_bytes: int
+) -> tuple[str, str | None, bool]:
     """``(outcome, error, changed)`` once the run's leaf counted ``oom_kills``.
 
-    The leaf is the run's alone (made for it, removed after it), so any
-    kill counted there was the run's doing: the run's processes together
-    went past its ``memory``.
+    The leaf is the run's alone (made for it, removed after it). A kill
+    there after the leaf's own limit was hit (``hit_own_limit``) was the run's
+    doing: its processes together went past its ``memory``. A kill there
+    without that hit came from the worker's cap above: the worker ran out
+    of memory while the run kept within its own (the zygote grew, or the
+    worker's cap was lowered). That is the service's fault, never the
+    script's: ``worker_lost``, which the supervisor retries once elsewhere.
     """
     if oom_kills <= 0 or outcome not in OOM_EXPLAINS:
         return outcome, error, False
+    if not hit_own_limit:
+        return (
+            "worker_lost",
+            f"the worker ran out of memory outside this run's own limit; the kernel killed {oom_kills} of the run's "
+            "processes",
+            True,
+        )
     mib = memory_bytes / (1 << 20)
     return (
         "memory_limit",

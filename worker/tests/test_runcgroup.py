@@ -116,10 +116,36 @@ def test_oom_kills_and_a_busy_leaf(hierarchies):
     ],
 )
 def test_an_oom_kill_in_the_leaf_is_the_run_going_past_its_memory(outcome, kills, want):
-    got, error, changed = verdict.after_oom(outcome, "before", kills, 64 << 20)
+    got, error, changed = verdict.after_oom(outcome, "before", kills, True, 64 << 20)
     assert got == want
     assert changed == (want != outcome)
     if changed:
         assert error == f"the run's processes together exceeded its memory limit of 64 MiB; {kills} of them were killed"
     else:
         assert error == "before"
+
+
+@pytest.mark.parametrize("outcome", ["ok", "killed", "worker_lost"])
+def test_an_oom_kill_the_leaf_limit_does_not_explain_is_the_workers_fault(outcome):
+    # The victim was in the run's leaf, but the charge ran into the worker's
+    # cap above it: the run kept within its own memory.
+    got, error, changed = verdict.after_oom(outcome, "before", 2, False, 64 << 20)
+    assert (got, changed) == ("worker_lost", outcome != "worker_lost" or error != "before")
+    assert error.startswith("the worker ran out of memory outside this run's own limit")
+
+
+def test_own_limit_hit_is_the_leafs_peak_at_its_limit_on_v1_and_its_oom_events_on_v2(hierarchies):
+    memory, _pids = hierarchies
+    leaf_dir = memory / "run.1.1"
+    leaf_dir.mkdir()
+    (leaf_dir / "memory.limit_in_bytes").write_text("1000\n")
+    (leaf_dir / "memory.max_usage_in_bytes").write_text("999\n")
+    v1 = Leaf("v1", "run.1.1")
+    assert not v1.hit_own_limit(), "below its limit: a kill here came from the worker's cap"
+    (leaf_dir / "memory.memsw.limit_in_bytes").write_text("1000\n")
+    (leaf_dir / "memory.memsw.max_usage_in_bytes").write_text("1000\n")
+    assert v1.hit_own_limit(), "memory+swap reached the limit"
+    (leaf_dir / "memory.events").write_text("low 0\nhigh 0\nmax 4\noom 0\noom_kill 1\n")
+    assert not Leaf("v2", "run.1.1").hit_own_limit()
+    (leaf_dir / "memory.events").write_text("low 0\nhigh 0\nmax 4\noom 1\noom_kill 1\n")
+    assert Leaf("v2", "run.1.1").hit_own_limit()

@@ -45,10 +45,57 @@ pub struct WorkerCgroup {
     /// `zygote/cgroup.procs` of each hierarchy, opened for writing: the
     /// nsjail process writes `0` to each between fork and exec.
     pub procs_fds: Vec<OwnedFd>,
-    /// The file whose `oom_kill` counts every OOM kill in the worker: v2's
-    /// hierarchical `memory.events`; none on v1, where the counter is local
-    /// to each leaf and the zygote reads the run's own.
-    pub oom_events: Option<PathBuf>,
+    /// Where the worker cgroup counts charges that ran into its *own* cap
+    /// (not a run leaf's): v2 `memory.events.local` `oom`, v1 its peak at
+    /// its limit. It rising during a run that kept within its own
+    /// limit means the worker ran short of memory.
+    pub cap_hits: CapHits,
+}
+
+/// Whether charges ran into one cgroup's own memory limit.
+#[derive(Debug, Clone)]
+pub enum CapHits {
+    /// v2: the `oom` line of `memory.events.local`, a count.
+    V2(PathBuf),
+    /// v1: the memory cgroup directory. This kernel keeps `memory.failcnt`
+    /// at 0, so a hit is the peak (`memory.max_usage_in_bytes`, or its
+    /// memsw twin) at the limit: 1, until [`CapHits::reset`].
+    V1(PathBuf),
+}
+
+impl CapHits {
+    /// The count so far (0 when the files cannot be read: the worker is gone).
+    pub fn read(&self) -> u64 {
+        match self {
+            Self::V2(path) => std::fs::read_to_string(path)
+                .ok()
+                .and_then(|text| {
+                    text.lines()
+                        .find_map(|line| line.strip_prefix("oom "))
+                        .and_then(|n| n.trim().parse().ok())
+                })
+                .unwrap_or(0),
+            Self::V1(dir) => {
+                let number = |file: &str| -> Option<u64> {
+                    std::fs::read_to_string(dir.join(file)).ok().and_then(|text| text.trim().parse().ok())
+                };
+                let at_limit = |peak: &str, limit: &str| matches!((number(peak), number(limit)), (Some(p), Some(l)) if p >= l);
+                u64::from(
+                    at_limit("memory.max_usage_in_bytes", "memory.limit_in_bytes")
+                        || at_limit("memory.memsw.max_usage_in_bytes", "memory.memsw.limit_in_bytes"),
+                )
+            }
+        }
+    }
+
+    /// Forgets a hit already accounted for (v1: resets the peaks; v2 counts).
+    pub fn reset(&self) {
+        if let Self::V1(dir) = self {
+            for file in ["memory.max_usage_in_bytes", "memory.memsw.max_usage_in_bytes"] {
+                let _ = std::fs::write(dir.join(file), "0");
+            }
+        }
+    }
 }
 
 /// The name of worker `id`'s cgroup: our pid tells a stale one (pyexec gone)
@@ -171,7 +218,7 @@ impl WorkerCgroup {
             dirs: vec![dir.to_path_buf()],
             dir_fds: [fd, pids_fd],
             procs_fds: vec![open_procs(dir)?],
-            oom_events: Some(dir.join("memory.events")),
+            cap_hits: CapHits::V2(dir.join("memory.events.local")),
         })
     }
 
@@ -215,7 +262,7 @@ impl WorkerCgroup {
             dirs: vec![memory_dir.to_path_buf(), pids_dir.to_path_buf()],
             dir_fds: [open_dir(memory_dir)?, open_dir(pids_dir)?],
             procs_fds: vec![open_procs(memory_dir)?, open_procs(pids_dir)?],
-            oom_events: None,
+            cap_hits: CapHits::V1(memory_dir.to_path_buf()),
         })
     }
 }
