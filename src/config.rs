@@ -31,6 +31,15 @@ pub enum CgroupMode {
     Off,
 }
 
+/// A feature switch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    /// Enabled.
+    On,
+    /// Disabled.
+    Off,
+}
+
 /// Log line format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -103,6 +112,9 @@ pub struct Flags {
     /// secret; restrict who reaches them with --listen or a NetworkPolicy.
     #[arg(long, env = "PYEXEC_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
+    /// The MCP endpoint `/mcp` (Streamable HTTP; same token as /execute). `off`: 404.
+    #[arg(long, env = "PYEXEC_MCP", value_enum, default_value_t = Switch::On)]
+    pub mcp: Switch,
     /// How long a client may take to send a request's headers, and how long
     /// an idle keep-alive connection waits for its next request, in seconds.
     #[arg(long, env = "PYEXEC_HEADER_READ_TIMEOUT_SECS", default_value_t = 10.0)]
@@ -257,6 +269,8 @@ pub struct HttpConfig {
     pub write_stall_timeout: Duration,
     /// Most open connections.
     pub max_connections: usize,
+    /// Whether `/mcp` is served.
+    pub mcp: bool,
 }
 
 /// What spawning one sandboxed worker needs.
@@ -428,6 +442,7 @@ impl Flags {
                     3600.0,
                 )?,
                 max_connections,
+                mcp: self.mcp == Switch::On,
             },
             limits: LimitsConfig {
                 default_timeout,
