@@ -1,7 +1,7 @@
 # The script pyexec's MCP `run_python` tool sends to the sandbox: it runs one
 # notebook-style cell (code without main()) and returns the value of its last
 # expression. Rendered by src/mcp/cell.rs, which puts the cell's source, as a
-# JSON string literal (also a valid Python one), where __CELL__ stands.
+# JSON string literal (also a valid Python one), as the value of CELL.
 #
 # What main() returns is always {"pyexec_cell": {...}}, one of:
 #   {"result": VALUE}                     VALUE is JSON as /execute converts it

@@ -95,6 +95,7 @@ mod tests {
     #[test]
     fn the_cell_becomes_a_python_literal() {
         let code = "x = \"a\\b\"\nprint('''t\u{e9}''')\n\u{7}";
+        assert_eq!(WRAPPER.matches(PLACEHOLDER).count(), 1, "one placeholder, in `CELL = ...`");
         let rendered = script(code);
         assert_eq!(rendered.matches(PLACEHOLDER).count(), 0, "the placeholder is replaced");
         let literal = serde_json::to_string(code).expect("json");
