@@ -107,7 +107,7 @@ async fn mcp(
         body.read_json(&parts.headers, app.http.max_body_bytes, app.http.body_read_timeout).await
     };
     match read.await {
-        Ok(bytes) => endpoint.handle(Request::from_parts(parts, Full::new(bytes))).await.map(Either::Right),
+        Ok(bytes) => endpoint.handle(parts, bytes).await.map(Either::Right),
         Err(error) => {
             app.metrics.request(error.kind());
             error.into_response().map(Either::Left)

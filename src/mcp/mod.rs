@@ -17,6 +17,7 @@
 //! tool calls will be the service's own sessions, not MCP's.
 
 mod cell;
+pub mod jsonrpc;
 pub mod metrics;
 pub mod result;
 pub mod run_python;
@@ -86,7 +87,12 @@ impl McpEndpoint {
     }
 
     /// Answers one request whose body was already read.
-    pub async fn handle(&self, request: Request<Full<Bytes>>) -> Response<McpBody> {
-        self.service.handle(request).await
+    pub async fn handle(&self, parts: hyper::http::request::Parts, body: Bytes) -> Response<McpBody> {
+        if parts.method == hyper::Method::POST {
+            if let Some(refused) = jsonrpc::refuse(&body) {
+                return refused;
+            }
+        }
+        self.service.handle(Request::from_parts(parts, Full::new(body))).await
     }
 }
