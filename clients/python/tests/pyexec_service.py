@@ -36,8 +36,9 @@ def binary() -> Path:
 
 def _worker_copy() -> tempfile.TemporaryDirectory[str]:
     tmp = tempfile.TemporaryDirectory(prefix="pyexec-worker-", dir="/tmp")
-    shutil.copytree(ROOT / "worker", tmp.name, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "tests"))
-    for dirpath, dirnames, filenames in os.walk(tmp.name):
+    ignore = shutil.ignore_patterns("__pycache__", "tests")
+    shutil.copytree(ROOT / "worker", tmp.name, dirs_exist_ok=True, ignore=ignore)
+    for dirpath, _, filenames in os.walk(tmp.name):
         os.chmod(dirpath, 0o755)
         for name in filenames:
             os.chmod(os.path.join(dirpath, name), 0o644)
@@ -52,7 +53,8 @@ class Service:
         self.url = ""
         self.proc: subprocess.Popen[bytes] | None = None
         self._worker = _worker_copy() if "PYEXEC_WORKER_DIR" not in os.environ else None
-        self._log = tempfile.NamedTemporaryFile(prefix="pyexec-test-", suffix=".log", dir="/tmp", delete=False)
+        # Closed (and removed) in stop().
+        self._log = tempfile.NamedTemporaryFile(prefix="pyexec-test-", suffix=".log", dir="/tmp", delete=False)  # noqa: SIM115
 
     def start(self, ready_timeout: float = 120.0) -> Service:
         argv = [str(binary()), *self.args]
