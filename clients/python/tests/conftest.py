@@ -18,9 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from pyexec_service import Service  # noqa: E402
-
-MAX_BODY_BYTES = 256 * 1024
-MAX_RESULT_BYTES = 64 * 1024
+from service_limits import MAX_BODY_BYTES, MAX_RESULT_BYTES  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from pyexec_service import Service
 
 import pyexec_client as px
-from pyexec_service import Service
 
 
 def test_sixteen_concurrent_calls(service: Service, token: str) -> None:

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from pyexec_service import Service
+from service_limits import MAX_BODY_BYTES
 
 import pyexec_client as px
-from conftest import MAX_BODY_BYTES
 from pyexec_client import _protocol
-from pyexec_service import Service
 
 SCRIPT_KINDS = [
     ("def main(:\n", px.SyntaxError_, "syntax_error"),

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import pyexec_client as px
 from pyexec_service import Service
+
+import pyexec_client as px
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -12,9 +12,9 @@ import threading
 import time
 
 import pytest
+from pyexec_service import Service
 
 import pyexec_client as px
-from pyexec_service import Service
 
 HOLD = "import time\n\ndef main():\n    time.sleep(3)\n    return 'held'\n"
 

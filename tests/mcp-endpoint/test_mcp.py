@@ -19,8 +19,8 @@ import httpx
 import pytest
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared.exceptions import MCPError
 from mcp.shared._httpx_utils import create_mcp_http_client
+from mcp.shared.exceptions import MCPError
 from pyexec_service import Service
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -29,11 +29,13 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 @contextlib.asynccontextmanager
 async def connect(service: Service, token: str | None) -> AsyncIterator[ClientSession]:
     headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
-    async with create_mcp_http_client(headers=headers) as http:
-        async with streamable_http_client(service.url + "/mcp", http_client=http) as (read, write):
-            async with ClientSession(read, write) as session:
-                await session.initialize()
-                yield session
+    async with (
+        create_mcp_http_client(headers=headers) as http,
+        streamable_http_client(service.url + "/mcp", http_client=http) as (read, write),
+        ClientSession(read, write) as session,
+    ):
+        await session.initialize()
+        yield session
 
 
 def run(coro_fn: Any, *args: Any) -> Any:
@@ -94,7 +96,12 @@ def test_run_python_with_pandas(service: Service, token: str) -> None:
 
 
 def test_non_json_value_comes_back_as_its_repr(service: Service, token: str) -> None:
-    result = run(call, service, token, {"code": "import pandas as pd\npd.DataFrame({'a': [1, 2]})"})
+    result = run(
+        call,
+        service,
+        token,
+        {"code": "import pandas as pd\npd.DataFrame({'a': [1, 2]})"},
+    )
     answer = text_json(result)
     assert answer["result"] is None
     assert "a" in answer["display"] and "0  1" in answer["display"], answer
@@ -202,7 +209,10 @@ def test_malformed_json_rpc_gets_an_mcp_error_and_the_service_lives(
 def test_tool_calls_are_counted(service: Service, token: str) -> None:
     def calls(kind: str) -> float:
         series = f'pyexec_mcp_tool_calls_total{{kind="{kind}",tool="run_python"}} '
-        return next((float(line.split()[-1]) for line in service.metrics().splitlines() if line.startswith(series)), 0.0)
+        return next(
+            (float(line.split()[-1]) for line in service.metrics().splitlines() if line.startswith(series)),
+            0.0,
+        )
 
     ok, failed = calls("ok"), calls("runtime_error")
     run(call, service, token, {"code": "1 + 1"})
@@ -213,7 +223,11 @@ def test_tool_calls_are_counted(service: Service, token: str) -> None:
 def test_mcp_off_answers_404() -> None:
     svc = Service("--mcp", "off", workers=1).start()
     try:
-        answer = httpx.post(svc.url + "/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "ping"}, timeout=30)
+        answer = httpx.post(
+            svc.url + "/mcp",
+            json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
+            timeout=30,
+        )
         assert answer.status_code == 404 and answer.json()["kind"] == "not_found"
     finally:
         svc.stop()

@@ -15,7 +15,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "clients/python/tests"))
 
-from pyexec_service import Service  # noqa: E402
+from pyexec_service import Service
 
 
 @pytest.fixture(scope="session")
