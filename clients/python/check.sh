@@ -14,8 +14,8 @@ bin=${1:?usage: $0 PATH/TO/pyexec}
 export PYEXEC_BINARY=$bin
 
 cd "$here"
-"$tools/ruff" check . "$root/tests/mcp-endpoint"
-"$tools/ruff" format --check . "$root/tests/mcp-endpoint"
+"$tools/ruff" check . "$root/tests/mcp-endpoint" "$root/docs/agent_example.py"
+"$tools/ruff" format --check . "$root/tests/mcp-endpoint" "$root/docs/agent_example.py"
 "$tools/mypy" --no-error-summary
 wheels=$(mktemp -d /tmp/pyexec-client-wheel.XXXXXX)
 trap 'rm -rf "$wheels" "$here/build" "$here"/src/*.egg-info' EXIT
