@@ -2,7 +2,7 @@
 
     /opt/pyexec/tools-venv/bin/python bench/mcp_sdk.py [--binary target/release/pyexec] [-n 100]
 
-Prints, for N sequential trivial calls after a warm-up, p50/p90 of:
+Prints, for N trivial calls of each kind after a warm-up, interleaved, p50/p90 of:
   - raw HTTP: POST /execute over one keep-alive httpx.Client (the floor);
   - SDK: pyexec_client.Client.execute over its own keep-alive connection;
   - MCP: run_python through the official MCP Python SDK (ClientSession over
@@ -20,7 +20,6 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -40,31 +39,36 @@ SCRIPT = 'def main():\n    return {"sum": 2 + 2}\n'
 CELL = "2 + 2"
 
 
-def timed(n: int, call: Callable[[], None]) -> list[float]:
-    out = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        call()
-        out.append((time.perf_counter() - t0) * 1000)
+def ms_since(t0: float) -> float:
+    return (time.perf_counter() - t0) * 1000
+
+
+async def series(url: str, n: int, warmup: int) -> dict[str, list[float]]:
+    """The three kinds of call interleaved (raw, SDK, MCP, raw, ...), so that a
+    host whose load changes during the run affects all three alike."""
+    out: dict[str, list[float]] = {"raw HTTP /execute": [], "SDK Client.execute": [], "MCP run_python": []}
+    with httpx.Client(timeout=60) as raw, pyexec_client.Client(url) as client:
+        async with (
+            streamable_http_client(url + "/mcp") as (read, write),
+            ClientSession(read, write) as session,
+        ):
+            await session.initialize()
+            for i in range(warmup + n):
+                t0 = time.perf_counter()
+                answer = raw.post(url + "/execute", json={"script": SCRIPT})
+                raw_ms = ms_since(t0)
+                assert answer.json()["result"] == {"sum": 4}
+                t0 = time.perf_counter()
+                assert client.execute(SCRIPT).result == {"sum": 4}
+                sdk_ms = ms_since(t0)
+                t0 = time.perf_counter()
+                result = await session.call_tool("run_python", {"code": CELL})
+                mcp_ms = ms_since(t0)
+                assert json.loads(result.content[0].text)["result"] == 4
+                if i >= warmup:
+                    for name, value in zip(out, (raw_ms, sdk_ms, mcp_ms), strict=True):
+                        out[name].append(value)
     return out
-
-
-async def mcp_latencies(url: str, n: int, warmup: int) -> list[float]:
-    async with (
-        streamable_http_client(url + "/mcp") as (read, write),
-        ClientSession(read, write) as session,
-    ):
-        await session.initialize()
-        out = []
-        for i in range(warmup + n):
-            t0 = time.perf_counter()
-            result = await session.call_tool("run_python", {"code": CELL})
-            elapsed = (time.perf_counter() - t0) * 1000
-            answer = json.loads(result.content[0].text)
-            assert answer["result"] == 4, answer
-            if i >= warmup:
-                out.append(elapsed)
-        return out
 
 
 def main() -> None:
@@ -77,33 +81,17 @@ def main() -> None:
         os.environ["PYEXEC_BINARY"] = args.binary
     svc = pyexec_service.Service(workers=2).start()
     try:
-        with httpx.Client(timeout=60) as raw:
-
-            def raw_call() -> None:
-                answer = raw.post(svc.url + "/execute", json={"script": SCRIPT})
-                assert answer.json()["result"] == {"sum": 4}
-
-            timed(args.warmup, raw_call)
-            raw_ms = timed(args.n, raw_call)
-        with pyexec_client.Client(svc.url) as client:
-
-            def sdk_call() -> None:
-                assert client.execute(SCRIPT).result == {"sum": 4}
-
-            timed(args.warmup, sdk_call)
-            sdk_ms = timed(args.n, sdk_call)
-        # Interleave nothing: each series runs alone, in this order, on the same service.
-        mcp_ms = asyncio.run(mcp_latencies(svc.url, args.n, args.warmup))
+        rows = asyncio.run(series(svc.url, args.n, args.warmup))
     finally:
         svc.stop()
-    rows = {"raw HTTP /execute": raw_ms, "SDK Client.execute": sdk_ms, "MCP run_python": mcp_ms}
     for name, values in rows.items():
         print(
             f"{name:<22} n={len(values)} p50={pct(values, 50):6.2f} ms  p90={pct(values, 90):6.2f} ms  "
             f"mean={statistics.mean(values):6.2f} ms"
         )
-    print(f"SDK overhead over raw HTTP (p50): {pct(sdk_ms, 50) - pct(raw_ms, 50):+.2f} ms")
-    print(f"MCP overhead over raw HTTP (p50): {pct(mcp_ms, 50) - pct(raw_ms, 50):+.2f} ms")
+    raw_p50 = pct(rows["raw HTTP /execute"], 50)
+    print(f"SDK overhead over raw HTTP (p50): {pct(rows['SDK Client.execute'], 50) - raw_p50:+.2f} ms")
+    print(f"MCP overhead over raw HTTP (p50): {pct(rows['MCP run_python'], 50) - raw_p50:+.2f} ms")
 
 
 if __name__ == "__main__":

@@ -63,7 +63,7 @@ impl App {
             .mcp
             .then(|| McpEndpoint::new(executor.clone(), limits.clone(), &metrics, http.max_body_bytes));
         let mcp = mcp.and_then(|endpoint| {
-            endpoint.inspect_err(|error| tracing::error!(error = %error, "/mcp is off: {error}")).ok()
+            endpoint.inspect_err(|error| tracing::error!(error = %error, "/mcp is off")).ok()
         });
         Self { executor, pool, metrics, http, limits, auth, mcp, next_request: AtomicU64::new(1), boot }
     }
@@ -234,7 +234,13 @@ async fn handle_execute(
     authorize(app, headers)?;
     let body = body.read_json(headers, app.http.max_body_bytes, app.http.body_read_timeout).await?;
     let job = parse_job(&body, &app.limits)?;
-    let report = app.executor.execute(job).await.map_err(|error| match error {
+    let report = app.executor.execute(job).await.map_err(|error| execute_error(error, request_id))?;
+    success(report, request_id)
+}
+
+/// The answer to a job that got no verdict, logged once here.
+pub fn execute_error(error: ExecuteError, request_id: &str) -> ApiError {
+    match error {
         ExecuteError::Overloaded { retry_after } => ApiError::Overloaded { retry_after },
         ExecuteError::Unavailable(why) => {
             tracing::error!(request_id, error = %why, "sandbox unavailable");
@@ -248,8 +254,7 @@ async fn handle_execute(
             tracing::error!(request_id, error = %why, "internal error");
             ApiError::Internal { request_id: request_id.into() }
         }
-    })?;
-    success(report, request_id)
+    }
 }
 
 fn success(report: RunReport, request_id: &str) -> Result<Response<Full<Bytes>>, ApiError> {

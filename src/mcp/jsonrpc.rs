@@ -23,7 +23,9 @@ pub const INVALID_REQUEST: i64 = -32600;
 pub fn refuse(body: &[u8]) -> Option<Response<McpBody>> {
     let value: Value = match serde_json::from_slice(body) {
         Ok(value) => value,
-        Err(error) => return Some(answer(PARSE_ERROR, &format!("Parse error: the body is not JSON: {error}"))),
+        Err(error) => {
+            return Some(answer(PARSE_ERROR, &format!("Parse error: the body is not JSON: {error}")))
+        }
     };
     let messages = match &value {
         Value::Array(items) if !items.is_empty() => items.iter().collect(),

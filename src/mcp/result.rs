@@ -13,7 +13,6 @@ use rmcp::model::{CallToolResult, ContentBlock};
 use serde_json::{json, Map, Value};
 
 use super::cell::{CellAnswer, CellError};
-use crate::executor::ExecuteError;
 use crate::http::error::{output_text, ApiError};
 use crate::protocol::{FigureFormat, Outcome, RunReport};
 
@@ -49,25 +48,6 @@ pub fn from_error(error: &ApiError) -> CallToolResult {
         message = format!("{message} (pyexec is at capacity: call the tool again in {secs} s)");
     }
     failure(error.kind(), message, None, None, retry_after)
-}
-
-/// The API error an executor failure is answered with.
-pub fn api_error(error: ExecuteError, request_id: &str) -> ApiError {
-    match error {
-        ExecuteError::Overloaded { retry_after } => ApiError::Overloaded { retry_after },
-        ExecuteError::Unavailable(why) => {
-            tracing::error!(request_id, error = %why, "sandbox unavailable (mcp)");
-            ApiError::Unavailable(why)
-        }
-        ExecuteError::WorkerLost(why) => {
-            tracing::warn!(request_id, error = %why, "worker lost (mcp)");
-            ApiError::WorkerLost(why)
-        }
-        ExecuteError::Internal(why) => {
-            tracing::error!(request_id, error = %why, "internal error (mcp)");
-            ApiError::Internal { request_id: request_id.into() }
-        }
-    }
 }
 
 fn success(report: &RunReport, result: Value, display: Option<String>) -> CallToolResult {

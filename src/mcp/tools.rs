@@ -56,7 +56,7 @@ impl Tools {
         };
         match self.executor.execute(job).await {
             Ok(report) => result::from_report(&report),
-            Err(error) => result::from_error(&result::api_error(error, &call_id)),
+            Err(error) => result::from_error(&crate::http::routes::execute_error(error, &call_id)),
         }
     }
 }

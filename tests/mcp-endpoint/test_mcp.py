@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import threading
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -42,7 +44,7 @@ def run(coro_fn: Any, *args: Any) -> Any:
     return anyio.run(coro_fn, *args)
 
 
-async def call(service: Service, token: str, arguments: dict[str, Any]) -> Any:
+async def call(service: Service, token: str | None, arguments: dict[str, Any]) -> Any:
     async with connect(service, token) as session:
         return await session.call_tool("run_python", arguments)
 
@@ -231,3 +233,38 @@ def test_mcp_off_answers_404() -> None:
         assert answer.status_code == 404 and answer.json()["kind"] == "not_found"
     finally:
         svc.stop()
+
+
+def test_numpy_values_are_converted_like_main_results(service: Service, token: str) -> None:
+    answer = text_json(
+        run(call, service, token, {"code": "import numpy as np\n{'f': np.float64(2.5), 'a': np.arange(3)}"})
+    )
+    assert answer["result"] == {"f": 2.5, "a": [0, 1, 2]}
+
+
+def test_capacity_error_is_a_tool_error_saying_when_to_retry() -> None:
+    tiny = Service("--queue-timeout-secs", "0.2", workers=1).start()
+    try:
+        holder = threading.Thread(
+            target=lambda: httpx.post(
+                tiny.url + "/execute",
+                json={"script": "import time\n\ndef main():\n    time.sleep(3)\n", "timeout": 20},
+                timeout=60,
+            ),
+            daemon=True,
+        )
+        holder.start()
+        deadline = time.monotonic() + 30
+        while "pyexec_in_flight_requests 1" not in tiny.metrics():
+            assert time.monotonic() < deadline, "the holding run never started"
+            time.sleep(0.02)
+        result = run(call, tiny, None, {"code": "1"})
+        assert result.is_error is True
+        answer = text_json(result)
+        assert answer["kind"] == "overloaded"
+        assert answer["retry_after_secs"] >= 1
+        assert f"call the tool again in {answer['retry_after_secs']} s" in answer["message"]
+        holder.join(30)
+        assert text_json(run(call, tiny, None, {"code": "1"}))["result"] == 1, "free again"
+    finally:
+        tiny.stop()
