@@ -621,6 +621,13 @@ mod tests {
     }
 
     #[test]
+    fn mcp_is_on_unless_turned_off() {
+        assert!(parse(&[]).expect("defaults").http.mcp);
+        assert!(!parse(&["--mcp", "off"]).expect("off").http.mcp);
+        assert!(parse(&["--mcp", "on"]).expect("on").http.mcp);
+    }
+
+    #[test]
     fn api_token_is_checked_and_never_printed() {
         assert_eq!(parse(&["--api-token", "two words"]).expect_err("space").flag, "api-token");
         assert_eq!(parse(&["--api-token", "caf\u{e9}"]).expect_err("non-ascii").flag, "api-token");
