@@ -107,7 +107,7 @@ pub struct Flags {
     /// How long a request waits for a free worker before 503 overloaded, in seconds.
     #[arg(long, env = "PYEXEC_QUEUE_TIMEOUT_SECS", default_value_t = 5.0)]
     pub queue_timeout_secs: f64,
-    /// Bearer token required on /execute (`Authorization: Bearer TOKEN`). Unset: no auth.
+    /// Bearer token required on /execute and /mcp (`Authorization: Bearer TOKEN`). Unset: no auth.
     /// /health, /ready and /metrics stay open: probes and scrapers carry no
     /// secret; restrict who reaches them with --listen or a NetworkPolicy.
     #[arg(long, env = "PYEXEC_API_TOKEN", hide_env_values = true)]
