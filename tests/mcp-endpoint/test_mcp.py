@@ -18,6 +18,7 @@ from typing import Any
 
 import anyio
 import httpx
+import jsonschema
 import pytest
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
@@ -58,7 +59,7 @@ def text_json(result: Any) -> dict[str, Any]:
 def test_initialize_and_tool_schemas(service: Service, token: str) -> None:
     async def go() -> None:
         async with connect(service, token) as session:
-            info = session.initialize_result if hasattr(session, "initialize_result") else await session.initialize()
+            info = await session.initialize()  # the answer connect() got, kept by the session
             assert info.server_info.name == "pyexec"
             assert info.capabilities.tools is not None
             listed = await session.list_tools()
@@ -75,6 +76,8 @@ def test_initialize_and_tool_schemas(service: Service, token: str) -> None:
             assert schema["properties"]["timeout"]["type"] == "number"
             assert "last expression" in tool.description and "isError" in tool.description
             assert tool.output_schema is not None
+            for declared in (schema, tool.output_schema):  # both are valid JSON Schema
+                jsonschema.validators.validator_for(declared).check_schema(declared)
             assert {"result", "stdout", "stderr"} <= set(tool.output_schema["required"])
 
     run(go)
