@@ -271,3 +271,14 @@ def test_capacity_error_is_a_tool_error_saying_when_to_retry() -> None:
         assert text_json(run(call, tiny, None, {"code": "1"}))["result"] == 1, "free again"
     finally:
         tiny.stop()
+
+
+def test_a_browser_origin_is_refused(service: Service, token: str) -> None:
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+    headers = {
+        "Authorization": f"Bearer {token}",
+        "Accept": "application/json, text/event-stream",
+        "Origin": "http://evil.example",
+    }
+    answer = httpx.post(service.url + "/mcp", json=body, headers=headers, timeout=30)
+    assert answer.status_code == 403
