@@ -11,8 +11,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import threading
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -248,19 +246,7 @@ def test_numpy_values_are_converted_like_main_results(service: Service, token: s
 def test_capacity_error_is_a_tool_error_saying_when_to_retry() -> None:
     tiny = Service("--queue-timeout-secs", "0.2", workers=1).start()
     try:
-        holder = threading.Thread(
-            target=lambda: httpx.post(
-                tiny.url + "/execute",
-                json={"script": "import time\n\ndef main():\n    time.sleep(3)\n", "timeout": 20},
-                timeout=60,
-            ),
-            daemon=True,
-        )
-        holder.start()
-        deadline = time.monotonic() + 30
-        while "pyexec_in_flight_requests 1" not in tiny.metrics():
-            assert time.monotonic() < deadline, "the holding run never started"
-            time.sleep(0.02)
+        holder = tiny.hold_worker(3)
         result = run(call, tiny, None, {"code": "1"})
         assert result.is_error is True
         answer = text_json(result)

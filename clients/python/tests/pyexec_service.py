@@ -11,6 +11,7 @@ process: its own session, stderr to a log file, SIGTERM then SIGKILL.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -101,6 +102,26 @@ class Service:
     def metrics(self) -> str:
         with urllib.request.urlopen(self.url + "/metrics", timeout=5) as answer:
             return answer.read().decode()
+
+    def hold_worker(self, seconds: float) -> threading.Thread:
+        """Starts a ``/execute`` run that sleeps ``seconds`` (in a thread; join it) and
+        returns once the service has it in flight, so that with one worker the
+        next call must queue. No token: for services started without one."""
+        script = f"import time\n\ndef main():\n    time.sleep({seconds})\n"
+        body = json.dumps({"script": script, "timeout": seconds + 15}).encode()
+        request = urllib.request.Request(
+            self.url + "/execute", data=body, headers={"Content-Type": "application/json"}, method="POST"
+        )
+        thread = threading.Thread(
+            target=lambda: urllib.request.urlopen(request, timeout=seconds + 60).read(), daemon=True
+        )
+        thread.start()
+        deadline = time.monotonic() + 30
+        while "pyexec_in_flight_requests 1" not in self.metrics():
+            if time.monotonic() > deadline:
+                raise RuntimeError("the holding run never started")
+            time.sleep(0.02)
+        return thread
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

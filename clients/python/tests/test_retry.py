@@ -8,42 +8,21 @@ second call is sent.
 
 from __future__ import annotations
 
-import threading
-import time
-
 import pytest
 from pyexec_service import Service
 
 import pyexec_client as px
 
-HOLD = "import time\n\ndef main():\n    time.sleep(3)\n    return 'held'\n"
-
-
-def hold_worker(service: Service) -> threading.Thread:
-    answers: list[object] = []
-
-    def hold() -> None:
-        with px.Client(service.url) as c:
-            answers.append(c.execute(HOLD, timeout=20).result)
-
-    thread = threading.Thread(target=hold, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while "pyexec_in_flight_requests 1" not in service.metrics():
-        assert time.monotonic() < deadline, "the holding run never started"
-        time.sleep(0.02)
-    return thread
-
 
 def test_overloaded_then_retried(tiny: Service) -> None:
-    holder = hold_worker(tiny)
+    holder = tiny.hold_worker(3)
     with px.Client(tiny.url) as c, pytest.raises(px.Overloaded) as caught:
         c.execute("def main(): return 1")
     assert caught.value.retry_after is not None and caught.value.retry_after >= 1
     assert caught.value.status == 503
     holder.join(30)
 
-    holder = hold_worker(tiny)
+    holder = tiny.hold_worker(3)
     with px.Client(tiny.url, retry=px.Retry(attempts=60, backoff=0.05, max_wait=0.5)) as c:
         assert c.execute("def main(): return 'after retries'").result == "after retries"
     holder.join(30)
