@@ -60,6 +60,7 @@ step "cargo fmt --check" cargo fmt --check
 step "cargo clippy" cargo clippy --quiet --all-targets --locked -- -D warnings
 step "ruff (worker/, bench/)" bash -c "\"$tools/ruff\" check worker && cd bench && \"$tools/ruff\" check ."
 step "pytest (worker/)" "$tools/pytest" -q worker/tests
+step "Python SDK + MCP endpoint (official mcp client)" clients/python/check.sh "$binary"
 step "cargo test (unit + integration)" cargo test --quiet --locked --no-fail-fast -- --test-threads 2
 step "API spec (schemathesis against /openapi.json)" tests/api-spec/check.sh "$binary"
 step "fuzz (each target ${PYEXEC_FUZZ_SECS:-30} s)" tests/fuzz/run.sh

@@ -40,6 +40,15 @@ pub enum RunCgroup {
     Off,
 }
 
+/// A feature switch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    /// Enabled.
+    On,
+    /// Disabled.
+    Off,
+}
+
 /// Log line format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -109,11 +118,14 @@ pub struct Flags {
     /// How long a request waits for a free worker before 503 overloaded, in seconds.
     #[arg(long, env = "PYEXEC_QUEUE_TIMEOUT_SECS", default_value_t = 5.0)]
     pub queue_timeout_secs: f64,
-    /// Bearer token required on /execute (`Authorization: Bearer TOKEN`). Unset: no auth.
+    /// Bearer token required on /execute and /mcp (`Authorization: Bearer TOKEN`). Unset: no auth.
     /// /health, /ready and /metrics stay open: probes and scrapers carry no
     /// secret; restrict who reaches them with --listen or a NetworkPolicy.
     #[arg(long, env = "PYEXEC_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
+    /// The MCP endpoint `/mcp` (Streamable HTTP; same token as /execute). `off`: 404.
+    #[arg(long, env = "PYEXEC_MCP", value_enum, default_value_t = Switch::On)]
+    pub mcp: Switch,
     /// How long a client may take to send a request's headers, and how long
     /// an idle keep-alive connection waits for its next request, in seconds.
     #[arg(long, env = "PYEXEC_HEADER_READ_TIMEOUT_SECS", default_value_t = 10.0)]
@@ -277,6 +289,8 @@ pub struct HttpConfig {
     pub write_stall_timeout: Duration,
     /// Most open connections.
     pub max_connections: usize,
+    /// Whether `/mcp` is served.
+    pub mcp: bool,
 }
 
 /// What spawning one sandboxed worker needs.
@@ -486,6 +500,7 @@ impl Flags {
                     3600.0,
                 )?,
                 max_connections,
+                mcp: self.mcp == Switch::On,
             },
             limits: LimitsConfig {
                 default_timeout,
@@ -688,6 +703,13 @@ mod tests {
         );
         assert_eq!(parse(&["--max-connections", "0"]).expect_err("zero").flag, "max-connections");
         assert!(Flags::try_parse_from(["pyexec", "--max-connections", "-1"]).is_err());
+    }
+
+    #[test]
+    fn mcp_is_on_unless_turned_off() {
+        assert!(parse(&[]).expect("defaults").http.mcp);
+        assert!(!parse(&["--mcp", "off"]).expect("off").http.mcp);
+        assert!(parse(&["--mcp", "on"]).expect("on").http.mcp);
     }
 
     #[test]

@@ -13,6 +13,8 @@
 //! - [`config`]: flags and `PYEXEC_*` twins, validated before anything starts;
 //!   [`config_reference`] renders them as `docs/configuration.md`.
 //! - [`http`]: hyper front end, routes, the one `ApiError` -> response table.
+//! - [`mcp`]: the `/mcp` Model Context Protocol endpoint (rmcp); `http`'s route
+//!   hook hands it authorized requests, its tools run code through [`executor`].
 //! - [`executor`]: leases a worker, runs a job, turns worker failures into verdicts.
 //! - [`pool`]: the deadpool `Manager` of workers and the `Lease` requests hold.
 //! - [`supervisor`]: fail-closed preflight, warm-up, replacement with backoff, shutdown.
@@ -34,6 +36,7 @@ pub mod config_reference;
 pub mod doctor;
 pub mod executor;
 pub mod http;
+pub mod mcp;
 pub mod metrics;
 pub mod pool;
 pub mod protocol;

@@ -205,6 +205,12 @@ impl Metrics {
         self.worker_faults.with_label_values(&[component.label()]).inc();
     }
 
+    /// The registry, for a module that registers metrics of its own (the
+    /// MCP endpoint).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// Counts one answered request of this kind.
     pub fn request(&self, kind: &str) {
         self.requests.with_label_values(&[kind]).inc();

@@ -1,6 +1,6 @@
-//! Bearer-token authentication of `POST /execute` (`--api-token`).
+//! Bearer-token authentication of `POST /execute` and `/mcp` (`--api-token`).
 //!
-//! Only `/execute` is guarded: `/health`, `/ready` and `/metrics` stay open
+//! Only `/execute` and `/mcp` are guarded: `/health`, `/ready` and `/metrics` stay open
 //! because the orchestrator's probes and the Prometheus scraper carry no
 //! secrets and reveal none (see the README, section Configuration). This
 //! module decides "token right or not"; the answer (401 with

@@ -39,6 +39,19 @@ impl RequestBody {
         Self { incoming, finished }
     }
 
+    /// Reads a JSON body as [`Self::read_json_or_form`] reads either.
+    pub async fn read_json(
+        &mut self,
+        headers: &HeaderMap,
+        max: u64,
+        time_limit: Duration,
+    ) -> Result<Bytes, ApiError> {
+        match media(headers) {
+            Some(Media::Json) => self.read_limited(headers, max, time_limit).await,
+            _ => Err(ApiError::UnsupportedMediaType),
+        }
+    }
+
     /// Reads a JSON or `multipart/form-data` body of at most `max` bytes
     /// within `time_limit`. Refuses another media type or a declared
     /// length over `max` without reading anything, a chunked body as soon

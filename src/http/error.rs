@@ -115,6 +115,11 @@ fn default_message(outcome: Outcome) -> &'static str {
     }
 }
 
+/// The `error` of a failed run: the worker's message, or the verdict's own.
+pub fn script_message(report: &RunReport) -> String {
+    report.error.clone().unwrap_or_else(|| default_message(report.outcome).into())
+}
+
 /// Captured output as text: UTF-8 with replacement characters.
 pub fn output_text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -159,7 +164,8 @@ impl ApiError {
         }
     }
 
-    fn message(&self) -> String {
+    /// The human-readable `error` of the answer.
+    pub fn message(&self) -> String {
         match self {
             Self::InvalidJson(why) | Self::InvalidRequest(why) => why.clone(),
             Self::Unauthorized => "missing or wrong API token: send 'Authorization: Bearer <token>'".into(),
@@ -169,9 +175,7 @@ impl ApiError {
             Self::UnsupportedMediaType => {
                 "send the body as JSON with 'Content-Type: application/json' (POST /execute also takes multipart/form-data, e.g. curl -F script=@job.py)".into()
             }
-            Self::Script(report) => {
-                report.error.clone().unwrap_or_else(|| default_message(report.outcome).into())
-            }
+            Self::Script(report) => script_message(report),
             Self::RequestTimeout { limit } => format!(
                 "the request body did not arrive within {} s; send it faster (the connection is closed)",
                 limit.as_secs_f64()
@@ -187,6 +191,17 @@ impl ApiError {
                 "the service lost the worker running this request (not the script's doing): {why}; retry in 1 s"
             ),
             Self::Internal { request_id } => format!("internal error; please report request id {request_id}"),
+        }
+    }
+
+    /// How long a client should wait before retrying (`Retry-After`), for
+    /// the capacity answers (503) that have one.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Overloaded { retry_after } => Some(*retry_after),
+            Self::Unavailable(_) => Some(Duration::from_secs(5)),
+            Self::WorkerLost(_) | Self::TooManyConnections { .. } => Some(Duration::from_secs(1)),
+            _ => None,
         }
     }
 
@@ -217,18 +232,11 @@ impl ApiError {
         };
         let mut response = json_response(self.status(), &body);
         let headers = response.headers_mut();
+        if let Some(wait) = self.retry_after() {
+            headers.insert(RETRY_AFTER, HeaderValue::from(wait.as_secs().max(1)));
+        }
         match &self {
-            Self::Overloaded { retry_after } => {
-                headers.insert(RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
-            }
-            Self::Unavailable(_) => {
-                headers.insert(RETRY_AFTER, HeaderValue::from_static("5"));
-            }
-            Self::WorkerLost(_) => {
-                headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
-            }
             Self::TooManyConnections { .. } => {
-                headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
                 headers.insert(CONNECTION, HeaderValue::from_static("close"));
             }
             Self::RequestTimeout { .. } => {

@@ -1,12 +1,13 @@
 //! Request routing and the handlers: `/execute`, `/health`, `/ready`,
-//! `/metrics`, `/openapi.json`. Handlers talk to the executor and read the pool's readiness;
+//! `/metrics`, `/openapi.json`, and the hook that hands `/mcp` to
+//! [`crate::mcp`]. Handlers talk to the executor and read the pool's readiness;
 //! they never see a worker or a pid.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::header::{HeaderMap, HeaderValue, CONNECTION, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
@@ -20,6 +21,7 @@ use super::multipart::parse_form;
 use super::request::parse_job;
 use crate::config::{HttpConfig, LimitsConfig};
 use crate::executor::{ExecuteError, Executor};
+use crate::mcp::{self, McpBody, McpEndpoint};
 use crate::metrics::{GaugeGuard, Metrics};
 use crate::pool::WorkerPool;
 use crate::protocol::{Figure, FigureFormat, Outcome, RunReport, Usage};
@@ -36,8 +38,10 @@ pub struct App {
     pub http: HttpConfig,
     /// Request limits.
     pub limits: LimitsConfig,
-    /// Guards `/execute` when `--api-token` is set.
+    /// Guards `/execute` and `/mcp` when `--api-token` is set.
     auth: Option<BearerAuth>,
+    /// `/mcp`, unless `--mcp off`.
+    mcp: Option<McpEndpoint>,
     next_request: AtomicU64,
     boot: u64,
 }
@@ -56,7 +60,13 @@ impl App {
             .map(|d| d.as_secs() & 0xffff_ffff)
             .unwrap_or(0);
         let auth = http.api_token.as_ref().map(BearerAuth::new);
-        Self { executor, pool, metrics, http, limits, auth, next_request: AtomicU64::new(1), boot }
+        let mcp = http
+            .mcp
+            .then(|| McpEndpoint::new(executor.clone(), limits.clone(), &metrics, http.max_body_bytes));
+        let mcp = mcp.and_then(|endpoint| {
+            endpoint.inspect_err(|error| tracing::error!(error = %error, "/mcp is off")).ok()
+        });
+        Self { executor, pool, metrics, http, limits, auth, mcp, next_request: AtomicU64::new(1), boot }
     }
 
     fn request_id(&self) -> String {
@@ -64,12 +74,55 @@ impl App {
     }
 }
 
+/// An answer's body: the API's own JSON, or what the MCP endpoint sends.
+pub type ResponseBody = Either<Full<Bytes>, McpBody>;
+
 /// Routes one request.
-pub async fn route(app: &App, request: Request<Incoming>) -> Response<Full<Bytes>> {
+pub async fn route(app: &App, request: Request<Incoming>) -> Response<ResponseBody> {
     let (parts, incoming) = request.into_parts();
     let mut body = RequestBody::new(incoming);
-    let mut response = match (parts.uri.path(), &parts.method) {
-        ("/execute", &Method::POST) => execute(app, &parts.headers, &mut body).await,
+    let mut response = match (parts.uri.path(), &app.mcp) {
+        (mcp::PATH, Some(endpoint)) => mcp(app, endpoint, parts, &mut body).await,
+        _ => api(app, &parts, &mut body).await.map(Either::Left),
+    };
+    if body.finish() {
+        response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+/// `/mcp`: the token and the body limits of `/execute`, then the MCP
+/// endpoint. The body is read here so that a slow, oversized or non-JSON
+/// POST gets the same answer as on `/execute` (408, 413, 415).
+async fn mcp(
+    app: &App,
+    endpoint: &McpEndpoint,
+    parts: hyper::http::request::Parts,
+    body: &mut RequestBody,
+) -> Response<ResponseBody> {
+    let read = async {
+        authorize(app, &parts.headers)?;
+        if parts.method != Method::POST {
+            return Ok(Bytes::new()); // the transport answers 405 itself
+        }
+        body.read_json(&parts.headers, app.http.max_body_bytes, app.http.body_read_timeout).await
+    };
+    match read.await {
+        Ok(bytes) => endpoint.handle(parts, bytes).await.map(Either::Right),
+        Err(error) => {
+            app.metrics.request(error.kind());
+            error.into_response().map(Either::Left)
+        }
+    }
+}
+
+async fn api(
+    app: &App,
+    parts: &hyper::http::request::Parts,
+    body: &mut RequestBody,
+) -> Response<Full<Bytes>> {
+    match (parts.uri.path(), &parts.method) {
+        ("/execute", &Method::POST) => execute(app, &parts.headers, body).await,
         ("/health", &Method::GET | &Method::HEAD) => json_response(StatusCode::OK, &Status { status: "ok" }),
         ("/ready", &Method::GET | &Method::HEAD) => ready(app),
         ("/metrics", &Method::GET) => metrics(app),
@@ -84,11 +137,7 @@ pub async fn route(app: &App, request: Request<Incoming>) -> Response<Full<Bytes
             app.metrics.request(error.kind());
             error.into_response()
         }
-    };
-    if body.finish() {
-        response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
     }
-    response
 }
 
 #[derive(Serialize)]
@@ -190,7 +239,13 @@ async fn handle_execute(
         Media::Json => parse_job(&body, &app.limits)?,
         Media::FormData { boundary } => parse_form(body, &boundary, &app.limits).await?,
     };
-    let report = app.executor.execute(job).await.map_err(|error| match error {
+    let report = app.executor.execute(job).await.map_err(|error| execute_error(error, request_id))?;
+    success(report, request_id)
+}
+
+/// The answer to a job that got no verdict, logged once here.
+pub fn execute_error(error: ExecuteError, request_id: &str) -> ApiError {
+    match error {
         ExecuteError::Overloaded { retry_after } => ApiError::Overloaded { retry_after },
         ExecuteError::Unavailable(why) => {
             tracing::error!(request_id, error = %why, "sandbox unavailable");
@@ -204,8 +259,7 @@ async fn handle_execute(
             tracing::error!(request_id, error = %why, "internal error");
             ApiError::Internal { request_id: request_id.into() }
         }
-    })?;
-    success(report, request_id)
+    }
 }
 
 fn success(report: RunReport, request_id: &str) -> Result<Response<Full<Bytes>>, ApiError> {
