@@ -23,11 +23,12 @@ from collections import deque
 import numpy
 import pandas
 
-from . import figures, libc, protocol, session
+from . import figures, libc, notebook, protocol, session
 from .config import ZygoteConfig, parse_args
 from .forkserver import ForkServer, ForkServerError
+from .notebook import Notebook, NotebookError
 from .pools import SparePool
-from .protocol import FrameReader, Ping, ProtocolError, RunRequest, RunResult
+from .protocol import CellRequest, FrameReader, Ping, ProtocolError, RunRequest, RunResult, SessionOpen
 from .session import Spare, SpareError, log_fault
 from .warmup import warm_up
 
@@ -54,7 +55,8 @@ class Zygote:
         self.cfg = cfg
         self.control = control
         self.reader = FrameReader(cfg.max_frame_bytes)
-        self.pending: deque[RunRequest | Ping] = deque()
+        self.pending: deque[RunRequest | SessionOpen | CellRequest] = deque()
+        self.notebook: Notebook | None = None  # this worker's session, if it hosts one
         self.dying: set[int] = set()  # killed run inits not yet reaped
         self.plain = SparePool("plain", ForkServer.start(cfg, control), cfg.spares, self.retire)
         self.plotting: SparePool | None = None
@@ -86,7 +88,7 @@ class Zygote:
             else:
                 self.pending.append(request)
 
-    def next_request(self) -> RunRequest:
+    def next_request(self) -> RunRequest | SessionOpen | CellRequest:
         while not self.pending:
             self.on_control()
         return self.pending.popleft()
@@ -184,11 +186,53 @@ class Zygote:
                 self.retire(spare)
         return session.lost_result(req, f"the service lost {RUN_ATTEMPTS} sandboxes before the run started: {why}")
 
+    def serve_notebook(self, req: SessionOpen | CellRequest) -> RunResult:
+        """Open this worker's session on a spare, or run its next cell."""
+        if isinstance(req, CellRequest):
+            book = self.notebook
+            if book is None or not book.alive:
+                return notebook.ended_result(req.id, "this worker hosts no live session")
+            result = book.cell(req, self.control.fileno(), self.on_control)
+            if not book.alive:
+                self.retire(book.spare)
+                self.notebook = None
+            return result
+        if self.notebook is not None:
+            self.retire(self.notebook.spare)
+            self.notebook = None
+        # Plotting spares have matplotlib warm: a session's cells may draw.
+        pool = self.plotting or self.plain
+        why = ""
+        for _attempt in range(RUN_ATTEMPTS):
+            spare = self.take_spare(pool)
+            book = Notebook(spare)
+            try:
+                result = book.open(req, self.control.fileno(), self.on_control)
+            except NotebookError as exc:
+                why = str(exc)
+                log_fault("spare", f"{pool.name} spare lost before its session started, retrying: {why}")
+                self.retire(spare)
+                continue
+            if not book.alive:
+                self.retire(spare)
+                return result
+            self.notebook = book
+            # A session's worker serves nothing else: its other spares go.
+            for each in self.pools:
+                each.target = 0
+                while each.ready:
+                    self.retire(each.ready.popleft())
+            return result
+        why = f"the service lost {RUN_ATTEMPTS} sandboxes before the session started: {why}"
+        return notebook.lost_result(req.id, why)
+
     def loop(self) -> int:
         while True:
             self.top_up()
             if self.pending:
-                result = self.serve_run(self.pending.popleft())
+                request = self.pending.popleft()
+                run = isinstance(request, RunRequest)
+                result = self.serve_run(request) if run else self.serve_notebook(request)
                 self.send(protocol.fit_result(result, self.cfg.max_frame_bytes))
             else:
                 self.wait()
@@ -208,6 +252,9 @@ class Zygote:
         self.plain.add_ready(spare)
 
     def shutdown(self) -> None:
+        if self.notebook is not None:
+            self.notebook.spare.discard()
+            self.notebook = None
         for pool in self.pools:
             pool.shutdown()
         for pid in self.dying:
