@@ -67,6 +67,8 @@ fn every_api_error() -> Vec<ApiError> {
             usage: None,
             figures: Vec::new(),
             figures_truncated: false,
+            display: None,
+            session_ended: None,
         }))
     };
     vec![

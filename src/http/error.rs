@@ -59,6 +59,15 @@ pub enum ApiError {
     /// zygote died or hung, not by the script's doing) and a retry on
     /// another worker was lost too, or had no time left.
     WorkerLost(String),
+    /// 404 `session_not_found`: no such session (or it ended or expired).
+    SessionNotFound,
+    /// 409 `session_busy`: the session is running another call.
+    SessionBusy,
+    /// 503 `overloaded`: `--max-sessions` are open.
+    TooManySessions {
+        /// The limit.
+        max: usize,
+    },
     /// A bug of ours; details are in the log under the request id.
     Internal {
         /// Correlates the answer with the log line.
@@ -82,6 +91,9 @@ struct ErrorBody<'a> {
     stderr_truncated: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     usage: Option<&'a Usage>,
+    /// Session cells only: whether the error ended the session.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session_ended: Option<bool>,
 }
 
 /// The contract's error kind of a failed run.
@@ -126,7 +138,8 @@ impl ApiError {
         match self {
             Self::InvalidJson(_) | Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::NotFound | Self::SessionNotFound => StatusCode::NOT_FOUND,
+            Self::SessionBusy => StatusCode::CONFLICT,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -134,6 +147,7 @@ impl ApiError {
             Self::Script(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Overloaded { .. }
             | Self::TooManyConnections { .. }
+            | Self::TooManySessions { .. }
             | Self::Unavailable(_)
             | Self::WorkerLost(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
@@ -152,7 +166,11 @@ impl ApiError {
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::RequestTimeout { .. } => "request_timeout",
             Self::Script(report) => outcome_kind(report.outcome),
-            Self::Overloaded { .. } | Self::TooManyConnections { .. } => "overloaded",
+            Self::Overloaded { .. } | Self::TooManyConnections { .. } | Self::TooManySessions { .. } => {
+                "overloaded"
+            }
+            Self::SessionNotFound => "session_not_found",
+            Self::SessionBusy => "session_busy",
             Self::Unavailable(_) => "unavailable",
             Self::WorkerLost(_) => "worker_lost",
             Self::Internal { .. } => "internal",
@@ -186,6 +204,13 @@ impl ApiError {
             Self::WorkerLost(why) => format!(
                 "the service lost the worker running this request (not the script's doing): {why}; retry in 1 s"
             ),
+            Self::SessionNotFound => {
+                "no such session (it never existed, or it ended or expired); create one with POST /sessions".into()
+            }
+            Self::SessionBusy => "the session is running another call; wait for its answer, then retry".into(),
+            Self::TooManySessions { max } => {
+                format!("{max} sessions are open, the most --max-sessions allows; delete one or retry in 5 s")
+            }
             Self::Internal { request_id } => format!("internal error; please report request id {request_id}"),
         }
     }
@@ -203,6 +228,7 @@ impl ApiError {
                 stdout_truncated: report.stdout_truncated,
                 stderr_truncated: report.stderr_truncated,
                 usage: report.usage.as_ref(),
+                session_ended: report.session_ended,
             },
             _ => ErrorBody {
                 error: &message,
@@ -213,6 +239,7 @@ impl ApiError {
                 stdout_truncated: false,
                 stderr_truncated: false,
                 usage: None,
+                session_ended: None,
             },
         };
         let mut response = json_response(self.status(), &body);
@@ -221,7 +248,7 @@ impl ApiError {
             Self::Overloaded { retry_after } => {
                 headers.insert(RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
             }
-            Self::Unavailable(_) => {
+            Self::Unavailable(_) | Self::TooManySessions { .. } => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static("5"));
             }
             Self::WorkerLost(_) => {

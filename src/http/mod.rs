@@ -26,6 +26,7 @@ pub mod error;
 mod files;
 pub mod request;
 pub mod routes;
+mod sessions;
 mod stall;
 
 use std::convert::Infallible;

@@ -17,11 +17,13 @@ use super::auth::BearerAuth;
 use super::body::RequestBody;
 use super::error::{json_response, output_text, ApiError};
 use super::request::parse_job;
+use super::sessions::{self, is_session_path};
 use crate::config::{HttpConfig, LimitsConfig};
 use crate::executor::{ExecuteError, Executor};
 use crate::metrics::{GaugeGuard, Metrics};
 use crate::pool::WorkerPool;
 use crate::protocol::{Figure, FigureFormat, Outcome, RunReport, Usage};
+use crate::session::Sessions;
 
 /// Everything the handlers share.
 pub struct App {
@@ -35,7 +37,9 @@ pub struct App {
     pub http: HttpConfig,
     /// Request limits.
     pub limits: LimitsConfig,
-    /// Guards `/execute` when `--api-token` is set.
+    /// Notebook sessions (`None`: the session routes answer 404).
+    pub sessions: Option<Sessions>,
+    /// Guards `/execute` (and the session routes) when `--api-token` is set.
     auth: Option<BearerAuth>,
     next_request: AtomicU64,
     boot: u64,
@@ -55,7 +59,13 @@ impl App {
             .map(|d| d.as_secs() & 0xffff_ffff)
             .unwrap_or(0);
         let auth = http.api_token.as_ref().map(BearerAuth::new);
-        Self { executor, pool, metrics, http, limits, auth, next_request: AtomicU64::new(1), boot }
+        Self { executor, pool, metrics, http, limits, sessions: None, auth, next_request: AtomicU64::new(1), boot }
+    }
+
+    /// Serves the session routes from `sessions`.
+    pub fn with_sessions(mut self, sessions: Sessions) -> Self {
+        self.sessions = Some(sessions);
+        self
     }
 
     fn request_id(&self) -> String {
@@ -68,6 +78,9 @@ pub async fn route(app: &App, request: Request<Incoming>) -> Response<Full<Bytes
     let (parts, incoming) = request.into_parts();
     let mut body = RequestBody::new(incoming);
     let mut response = match (parts.uri.path(), &parts.method) {
+        (path, method) if is_session_path(path) => {
+            sessions::route(app, method, path, &parts.headers, &mut body).await
+        }
         ("/execute", &Method::POST) => execute(app, &parts.headers, &mut body).await,
         ("/health", &Method::GET | &Method::HEAD) => json_response(StatusCode::OK, &Status { status: "ok" }),
         ("/ready", &Method::GET | &Method::HEAD) => ready(app),
@@ -125,6 +138,9 @@ fn openapi() -> Response<Full<Bytes>> {
 #[derive(Serialize)]
 struct Success<'a> {
     result: &'a RawValue,
+    /// Session cells only: `repr()` of a last expression that is not JSON.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    display: Option<&'a str>,
     stdout: String,
     stderr: String,
     duration_ms: f64,
@@ -203,7 +219,7 @@ async fn handle_execute(
     success(report, request_id)
 }
 
-fn success(report: RunReport, request_id: &str) -> Result<Response<Full<Bytes>>, ApiError> {
+pub(super) fn success(report: RunReport, request_id: &str) -> Result<Response<Full<Bytes>>, ApiError> {
     if report.outcome != Outcome::Ok {
         return Err(ApiError::Script(Box::new(report)));
     }
@@ -217,6 +233,7 @@ fn success(report: RunReport, request_id: &str) -> Result<Response<Full<Bytes>>,
         StatusCode::OK,
         &Success {
             result,
+            display: report.display.as_deref(),
             stdout: output_text(&report.stdout),
             stderr: output_text(&report.stderr),
             duration_ms: report.duration_ms,
@@ -229,7 +246,7 @@ fn success(report: RunReport, request_id: &str) -> Result<Response<Full<Bytes>>,
     ))
 }
 
-fn authorize(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(super) fn authorize(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
     match &app.auth {
         Some(auth) if !auth.allows(headers) => Err(ApiError::Unauthorized),
         _ => Ok(()),

@@ -101,7 +101,7 @@ def serve(request_fd: int, result_fd: int, status_fd: int, report: Any) -> NoRet
     sys.modules[MODULE_NAME] = module
     try:
         inputs.place(opening.get("files", ()))
-        answer: dict[str, Any] = {"outcome": "ok"}
+        answer: dict[str, Any] = {"outcome": "ok", "result": b"null"}
     except inputs.InputFileError as exc:
         answer = {"outcome": "runtime_error", "error": str(exc)}
     except MemoryError as exc:
