@@ -49,6 +49,7 @@ pub enum LogFormat {
     after_help = "Commands:\n  \
                   serve   serve HTTP with the options above (the default: `pyexec [OPTIONS]` does the same)\n  \
                   run     run a script on a pyexec service and print its output (see `pyexec run --help`)\n  \
+                  session drive a notebook session on a pyexec service (see `pyexec session --help`)\n  \
                   doctor  check this node or pod before going live, with these options (see `pyexec doctor --help`)"
 )]
 pub struct Flags {

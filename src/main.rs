@@ -32,6 +32,7 @@ fn main() -> ExitCode {
     // `run`, `doctor`, `debug` or `serve` cannot be a value that used to mean something else.
     match args.get(1).and_then(|arg| arg.to_str()) {
         Some("run") => return pyexec::cli::main(args.into_iter().skip(1)),
+        Some("session") => return pyexec::cli::session::main(args.into_iter().skip(1)),
         Some("doctor") => return pyexec::doctor::main(args.into_iter().skip(1)),
         Some("debug") => return debug(args),
         Some("serve") => {
