@@ -441,7 +441,9 @@ impl Flags {
         if max_frame_bytes > u64::from(u32::MAX) {
             return Err(ConfigError::new("max-result-bytes", "result plus output must fit a 4 GiB frame"));
         }
-        if self.session_max_memory_mib < self.min_memory_mib || self.session_max_memory_mib > self.max_memory_mib {
+        if self.session_max_memory_mib < self.min_memory_mib
+            || self.session_max_memory_mib > self.max_memory_mib
+        {
             // The worker cgroup is sized for --max-memory-mib.
             return Err(ConfigError::new(
                 "session-max-memory-mib",
@@ -451,7 +453,11 @@ impl Flags {
         let sessions = SessionConfig {
             max_sessions: within("max-sessions", self.max_sessions, 0..=1024)?,
             idle_timeout: seconds("session-idle-timeout-secs", self.session_idle_timeout_secs, 86_400.0)?,
-            max_lifetime: seconds("session-max-lifetime-secs", self.session_max_lifetime_secs, 7.0 * 86_400.0)?,
+            max_lifetime: seconds(
+                "session-max-lifetime-secs",
+                self.session_max_lifetime_secs,
+                7.0 * 86_400.0,
+            )?,
             max_memory_mib: self.session_max_memory_mib,
         };
         Ok(Config {

@@ -182,8 +182,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
 
     let supervisor = Supervisor::start(pool.clone(), first, repairs);
     let executor = Executor::new(pool.clone(), metrics.clone());
-    let session_metrics = SessionMetrics::register(&registry).context("cannot register the session metrics")?;
-    let sessions = Sessions::new(config.sessions.clone(), config.limits.clone(), pool.clone(), session_metrics);
+    let session_metrics =
+        SessionMetrics::register(&registry).context("cannot register the session metrics")?;
+    let sessions =
+        Sessions::new(config.sessions.clone(), config.limits.clone(), pool.clone(), session_metrics);
     let reaper = sessions.start_reaper();
     let app = App::new(executor, pool.clone(), metrics, config.http.clone(), config.limits.clone());
     let app = Arc::new(app.with_sessions(sessions.clone()));

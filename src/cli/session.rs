@@ -101,9 +101,10 @@ fn failed(code: u8, message: String) -> Rendered {
 
 fn positive(flag: &'static str, value: Option<f64>) -> Result<Option<f64>, Rendered> {
     match value {
-        Some(secs) if !secs.is_finite() || secs <= 0.0 => {
-            Err(failed(EXIT_USAGE, format!("invalid value for --{flag}: {secs} is not a positive number of seconds")))
-        }
+        Some(secs) if !secs.is_finite() || secs <= 0.0 => Err(failed(
+            EXIT_USAGE,
+            format!("invalid value for --{flag}: {secs} is not a positive number of seconds"),
+        )),
         other => Ok(other),
     }
 }
@@ -136,7 +137,9 @@ async fn session_call(args: &SessionArgs) -> Result<Rendered, Rendered> {
             let answer = call(&url, Method::POST, "/sessions", token, &Value::Object(body)).await?;
             let parsed: Value = serde_json::from_slice(&answer.body).unwrap_or_default();
             match (answer.status, parsed.get("id").and_then(Value::as_str)) {
-                (201, Some(id)) => Ok(Rendered { stdout: format!("{id}\n"), code: EXIT_OK, ..Default::default() }),
+                (201, Some(id)) => {
+                    Ok(Rendered { stdout: format!("{id}\n"), code: EXIT_OK, ..Default::default() })
+                }
                 _ => Ok(render::render(&answer, &args.url, Sent { files: !files.is_empty() })),
             }
         }
@@ -187,8 +190,16 @@ fn path_segment(id: &str) -> Result<&str, Rendered> {
     }
 }
 
-async fn call(url: &ServiceUrl, method: Method, path: &str, token: Option<&str>, body: &Value) -> Result<Answer, Rendered> {
+async fn call(
+    url: &ServiceUrl,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: &Value,
+) -> Result<Answer, Rendered> {
     let uri = url.route(path).map_err(|error| failed(EXIT_USAGE, error.to_string()))?;
     let bytes = if body.is_null() { Vec::new() } else { serde_json::to_vec(body).unwrap_or_default() };
-    client::send(url, method, uri, token, bytes).await.map_err(|error| failed(EXIT_UNAVAILABLE, error.to_string()))
+    client::send(url, method, uri, token, bytes)
+        .await
+        .map_err(|error| failed(EXIT_UNAVAILABLE, error.to_string()))
 }

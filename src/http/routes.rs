@@ -59,7 +59,17 @@ impl App {
             .map(|d| d.as_secs() & 0xffff_ffff)
             .unwrap_or(0);
         let auth = http.api_token.as_ref().map(BearerAuth::new);
-        Self { executor, pool, metrics, http, limits, sessions: None, auth, next_request: AtomicU64::new(1), boot }
+        Self {
+            executor,
+            pool,
+            metrics,
+            http,
+            limits,
+            sessions: None,
+            auth,
+            next_request: AtomicU64::new(1),
+            boot,
+        }
     }
 
     /// Serves the session routes from `sessions`.

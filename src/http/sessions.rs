@@ -114,7 +114,8 @@ async fn create(
 }
 
 fn info(sessions: &Sessions, id: &str) -> Result<Response<Full<Bytes>>, ApiError> {
-    let SessionInfo { created_at, last_used_at, expires_at, calls } = sessions.info(id).map_err(session_error)?;
+    let SessionInfo { created_at, last_used_at, expires_at, calls } =
+        sessions.info(id).map_err(session_error)?;
     let body = InfoBody {
         id,
         created_at: rfc3339(created_at),
@@ -136,7 +137,11 @@ async fn execute(
     let fields = read_object(app, headers, body, &EXECUTE_FIELDS).await?;
     let code = match fields.get("code") {
         Some(Value::String(code)) => code.clone(),
-        None => return Err(ApiError::InvalidRequest("field \"code\" is required: the cell's Python source".into())),
+        None => {
+            return Err(ApiError::InvalidRequest(
+                "field \"code\" is required: the cell's Python source".into(),
+            ))
+        }
         Some(other) => {
             return Err(ApiError::InvalidRequest(format!(
                 "field \"code\" must be a string, got {}",
@@ -182,7 +187,9 @@ fn seconds(fields: &Map<String, Value>, name: &str) -> Result<Option<Duration>, 
     match fields.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => match n.as_f64() {
-            Some(secs) if secs.is_finite() && secs > 0.0 && secs <= 1e9 => Ok(Some(Duration::from_secs_f64(secs))),
+            Some(secs) if secs.is_finite() && secs > 0.0 && secs <= 1e9 => {
+                Ok(Some(Duration::from_secs_f64(secs)))
+            }
             _ => Err(wrong(n.to_string())),
         },
         Some(other) => Err(wrong(type_name(other).into())),
@@ -190,8 +197,9 @@ fn seconds(fields: &Map<String, Value>, name: &str) -> Result<Option<Duration>, 
 }
 
 fn mib(fields: &Map<String, Value>, name: &str) -> Result<Option<u64>, ApiError> {
-    let wrong =
-        |got: String| ApiError::InvalidRequest(format!("field \"{name}\" must be a whole number of MiB, got {got}"));
+    let wrong = |got: String| {
+        ApiError::InvalidRequest(format!("field \"{name}\" must be a whole number of MiB, got {got}"))
+    };
     match fields.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => whole_number(n).map(Some).ok_or_else(|| wrong(n.to_string())),

@@ -83,7 +83,12 @@ impl Sessions {
     /// An empty registry; [`Sessions::start_reaper`] starts ending idle sessions.
     /// Workers are started through `pool`'s manager, but never taken from
     /// the pool itself.
-    pub fn new(config: SessionConfig, limits: LimitsConfig, pool: WorkerPool, metrics: SessionMetrics) -> Self {
+    pub fn new(
+        config: SessionConfig,
+        limits: LimitsConfig,
+        pool: WorkerPool,
+        metrics: SessionMetrics,
+    ) -> Self {
         let state = State { open: HashMap::new(), reserved: 0, closed: false };
         let inner = Inner {
             config,
@@ -138,7 +143,8 @@ impl Sessions {
             }
             return Ok(Err(Box::new(report)));
         }
-        let id = SessionId::generate().map_err(|e| SessionError::Unavailable(format!("no random id: {e}")))?;
+        let id =
+            SessionId::generate().map_err(|e| SessionError::Unavailable(format!("no random id: {e}")))?;
         let now = (Instant::now(), SystemTime::now());
         let entry = Arc::new(Entry {
             digest: id.digest(),
@@ -176,7 +182,12 @@ impl Sessions {
     ///
     /// # Errors
     /// `NotFound`, `Busy`, `Invalid` (timeout out of range), `WorkerLost`.
-    pub async fn run(&self, id: &str, code: String, timeout: Option<Duration>) -> Result<RunReport, SessionError> {
+    pub async fn run(
+        &self,
+        id: &str,
+        code: String,
+        timeout: Option<Duration>,
+    ) -> Result<RunReport, SessionError> {
         let started = Instant::now();
         let entry = self.find(id)?;
         let timeout = match timeout {
@@ -211,7 +222,8 @@ impl Sessions {
             (guard, result)
         })
         .await;
-        let (mut guard, result) = answer.map_err(|e| SessionError::WorkerLost(format!("cell task failed: {e}")))?;
+        let (mut guard, result) =
+            answer.map_err(|e| SessionError::WorkerLost(format!("cell task failed: {e}")))?;
         entry.calls.fetch_add(1, Ordering::Relaxed);
         entry.touch();
         self.inner.metrics.calls.with_label_values(&["execute"]).observe(started.elapsed().as_secs_f64());
