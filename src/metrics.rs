@@ -13,7 +13,7 @@ use prometheus::{
 use crate::worker::{Component, RecycleReason};
 
 /// Request outcome kinds: `ok` plus every error kind of the contract.
-pub const REQUEST_KINDS: [&str; 21] = [
+pub const REQUEST_KINDS: [&str; 23] = [
     "ok",
     "invalid_json",
     "invalid_request",
@@ -35,6 +35,8 @@ pub const REQUEST_KINDS: [&str; 21] = [
     "unavailable",
     "worker_lost",
     "internal",
+    "session_not_found",
+    "session_busy",
 ];
 
 /// Buckets for request, queue and run durations: dense around the 1-5 ms

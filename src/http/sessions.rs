@@ -43,7 +43,16 @@ pub async fn route(
             Ok(()) => dispatch(app, sessions, method, path, headers, body).await,
         },
     };
-    result.unwrap_or_else(ApiError::into_response)
+    match result {
+        Ok(response) => {
+            app.metrics.request("ok");
+            response
+        }
+        Err(error) => {
+            app.metrics.request(error.kind());
+            error.into_response()
+        }
+    }
 }
 
 async fn dispatch(
