@@ -71,9 +71,10 @@ def nsjail_pids(service_pid: int) -> set[int]:
     return {w["nsjail_pid"] for w in worker_memory(service_pid)["workers"]}
 
 
-def wait_for_workers(service_pid: int, count: int, timeout: float = 60.0) -> None:
+def wait_for_spawns(svc: Service, count: int, timeout: float = 60.0) -> None:
+    """Until ``count`` workers have started and are ready (pool, standbys, sessions)."""
     deadline = time.monotonic() + timeout
-    while len(nsjail_pids(service_pid)) < count and time.monotonic() < deadline:
+    while svc.metrics().get("pyexec_worker_spawns_total", 0) < count and time.monotonic() < deadline:
         time.sleep(0.1)
 
 
@@ -105,17 +106,19 @@ def main() -> int:
 def measure(svc: Service, args: argparse.Namespace, duration: float, warm_creates: int, concurrency: int) -> int:
     client = Client(svc.port)
     # The pool's workers and its hot standby, before any session exists.
-    wait_for_workers(svc.pid, args.workers + 1)
-    time.sleep(1.0)
+    spawns = args.workers + 1
+    wait_for_spawns(svc, spawns)
     pool = nsjail_pids(svc.pid)
     log(f"/execute throughput without sessions ({concurrency} clients, {duration:g} s)")
     before = throughput(svc, concurrency, duration)
 
     first_id, first_ms = client.create()
+    spawns += 1  # the first session's own worker
     warm: list[float] = []
     for _ in range(warm_creates):
-        # The next create's standby: the pool, the open session, the standby.
-        wait_for_workers(svc.pid, len(pool) + 2)
+        # Each create that takes the standby starts the next one.
+        spawns += 1
+        wait_for_spawns(svc, spawns)
         session, ms = client.create()
         warm.append(ms)
         client.call("DELETE", f"/sessions/{session}")
@@ -133,12 +136,15 @@ def measure(svc: Service, args: argparse.Namespace, duration: float, warm_create
 
     ids = [first_id]
     while len(ids) < args.max_sessions:
-        wait_for_workers(svc.pid, len(pool) + len(ids) + 1)
+        spawns += 1
+        wait_for_spawns(svc, spawns)
         session, _ = client.create()
         client.call(
             "POST", f"/sessions/{session}/execute", {"code": "import pandas as pd\ndf = pd.DataFrame({'a': [1]})"}
         )
         ids.append(session)
+    # With --max-sessions open no standby is started: every worker outside
+    # the pool is a session's.
     time.sleep(2.0)
     memory = worker_memory(svc.pid)["workers"]
     status, answer, _ = client.call("POST", "/sessions", {})
