@@ -96,10 +96,10 @@ pub struct Flags {
     /// Most PNG bytes of all returned figures together, in bytes.
     #[arg(long, env = "PYEXEC_MAX_FIGURES_BYTES", default_value_t = 4 * MIB)]
     pub max_figures_bytes: u64,
-    /// Most notebook sessions open at once (each holds a worker of its own,
-    /// outside the /execute pool); one more gets 503 overloaded. 0 disables
-    /// sessions.
-    #[arg(long, env = "PYEXEC_MAX_SESSIONS", default_value_t = 4)]
+    /// Most notebook sessions open at once; one more gets 503 overloaded.
+    /// Each holds a worker of its own, outside the /execute pool: size the
+    /// pod for --workers + this many workers. 0 (the default): sessions are off.
+    #[arg(long, env = "PYEXEC_MAX_SESSIONS", default_value_t = 0)]
     pub max_sessions: usize,
     /// A session unused this long is ended (and its memory freed), in seconds;
     /// also the largest `idle_timeout` a session may ask for.
@@ -108,9 +108,10 @@ pub struct Flags {
     /// A session is ended this long after it was created, used or not, in seconds.
     #[arg(long, env = "PYEXEC_SESSION_MAX_LIFETIME_SECS", default_value_t = 3600.0)]
     pub session_max_lifetime_secs: f64,
-    /// Largest memory limit a session may ask for (it caps the whole session), in MiB.
-    #[arg(long, env = "PYEXEC_SESSION_MAX_MEMORY_MIB", default_value_t = 1024)]
-    pub session_max_memory_mib: u64,
+    /// Largest memory limit a session may ask for (it caps the whole
+    /// session), in MiB. Default: --max-memory-mib.
+    #[arg(long, env = "PYEXEC_SESSION_MAX_MEMORY_MIB")]
+    pub session_max_memory_mib: Option<u64>,
     /// How long a request waits for a free worker before 503 overloaded, in seconds.
     #[arg(long, env = "PYEXEC_QUEUE_TIMEOUT_SECS", default_value_t = 5.0)]
     pub queue_timeout_secs: f64,
@@ -441,9 +442,8 @@ impl Flags {
         if max_frame_bytes > u64::from(u32::MAX) {
             return Err(ConfigError::new("max-result-bytes", "result plus output must fit a 4 GiB frame"));
         }
-        if self.session_max_memory_mib < self.min_memory_mib
-            || self.session_max_memory_mib > self.max_memory_mib
-        {
+        let session_max_memory_mib = self.session_max_memory_mib.unwrap_or(self.max_memory_mib);
+        if !(self.min_memory_mib..=self.max_memory_mib).contains(&session_max_memory_mib) {
             // The worker cgroup is sized for --max-memory-mib.
             return Err(ConfigError::new(
                 "session-max-memory-mib",
@@ -458,7 +458,7 @@ impl Flags {
                 self.session_max_lifetime_secs,
                 7.0 * 86_400.0,
             )?,
-            max_memory_mib: self.session_max_memory_mib,
+            max_memory_mib: session_max_memory_mib,
         };
         Ok(Config {
             sessions,

@@ -183,7 +183,8 @@ fn request_limits_in_the_spec_are_the_server_defaults() {
     let number = |pointer: &str| {
         session.pointer(pointer).and_then(Value::as_f64).unwrap_or_else(|| panic!("{pointer}"))
     };
-    assert_eq!(number("/memory/maximum"), default("session_max_memory_mib"));
+    // --session-max-memory-mib defaults to --max-memory-mib.
+    assert_eq!(number("/memory/maximum"), default("max_memory_mib"));
     assert_eq!(number("/idle_timeout/maximum"), default("session_idle_timeout_secs"));
     assert_eq!(number("/idle_timeout/default"), default("session_idle_timeout_secs"));
 }

@@ -239,6 +239,8 @@ async fn reapers_auth_and_the_cli() {
     let service = Service::start(&[
         "--workers",
         "1",
+        "--max-sessions",
+        "2",
         "--api-token",
         token,
         "--session-idle-timeout-secs",

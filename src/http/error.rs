@@ -208,6 +208,9 @@ impl ApiError {
                 "no such session (it never existed, or it ended or expired); create one with POST /sessions".into()
             }
             Self::SessionBusy => "the session is running another call; wait for its answer, then retry".into(),
+            Self::TooManySessions { max: 0 } => {
+                "sessions are off on this service (--max-sessions is 0); use POST /execute".into()
+            }
             Self::TooManySessions { max } => {
                 format!("{max} sessions are open, the most --max-sessions allows; delete one or retry in 5 s")
             }
