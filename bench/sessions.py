@@ -48,14 +48,24 @@ class Client:
     """One keep-alive connection to the service."""
 
     def __init__(self, port: int) -> None:
+        self.port = port
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any, float]:
         data = None if body is None else json.dumps(body).encode()
         headers = {} if body is None else {"Content-Type": "application/json"}
         started = time.perf_counter()
-        self.conn.request(method, path, body=data, headers=headers)
-        response = self.conn.getresponse()
+        try:
+            self.conn.request(method, path, body=data, headers=headers)
+            response = self.conn.getresponse()
+        except (http.client.RemoteDisconnected, ConnectionError):
+            # The service closes a keep-alive connection idle for
+            # --header-read-timeout-secs (during a throughput run): reconnect.
+            self.conn.close()
+            self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
+            started = time.perf_counter()
+            self.conn.request(method, path, body=data, headers=headers)
+            response = self.conn.getresponse()
         raw = response.read()
         elapsed_ms = (time.perf_counter() - started) * 1000
         return response.status, (json.loads(raw) if raw else None), elapsed_ms
