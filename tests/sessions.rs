@@ -304,6 +304,27 @@ async fn reapers_auth_and_the_cli() {
     assert_eq!(again.status.code(), Some(2), "{}", String::from_utf8_lossy(&again.stderr));
     assert!(String::from_utf8_lossy(&again.stderr).contains("session_not_found"));
 
+    // A delete during a running cell ends it now: the cell's 60 s sleep is
+    // cut off and its call finds the session gone.
+    let (status, body) =
+        send(&service, authed(service.client.post(service.url("/sessions"))).json(&json!({}))).await;
+    assert_eq!(status, 201, "{body}");
+    let doomed = body["id"].as_str().expect("id").to_string();
+    let started = Instant::now();
+    let sleeper = send(
+        &service,
+        authed(service.client.post(service.url(&format!("/sessions/{doomed}/execute"))))
+            .json(&json!({"code": "import time\ntime.sleep(60)", "timeout": 60})),
+    );
+    let deleter = async {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        send(&service, authed(service.client.delete(service.url(&format!("/sessions/{doomed}"))))).await
+    };
+    let ((cut_status, cut), (deleted, _)) = tokio::join!(sleeper, deleter);
+    assert_eq!(deleted, 204);
+    assert_eq!((cut_status, cut["kind"].as_str()), (404, Some("session_not_found")), "{cut}");
+    assert!(started.elapsed() < Duration::from_secs(50), "the cell was not cut off: {:?}", started.elapsed());
+
     // The idle reaper (1 s) and the lifetime reaper (8 s).
     let (status, body) =
         send(&service, authed(service.client.post(service.url("/sessions"))).json(&json!({}))).await;
@@ -326,5 +347,6 @@ async fn reapers_auth_and_the_cli() {
     let metrics = service.metrics().await;
     assert_eq!(sample(&metrics, r#"pyexec_sessions_ended_total{reason="idle"}"#), 1.0);
     assert_eq!(sample(&metrics, r#"pyexec_sessions_ended_total{reason="lifetime"}"#), 1.0);
-    assert_eq!(sample(&metrics, r#"pyexec_sessions_ended_total{reason="deleted"}"#), 1.0);
+    assert_eq!(sample(&metrics, r#"pyexec_sessions_ended_total{reason="deleted"}"#), 2.0);
+    assert_eq!(sample(&metrics, r#"pyexec_sessions_ended_total{reason="killed"}"#), 0.0);
 }

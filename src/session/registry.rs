@@ -39,6 +39,9 @@ struct Entry {
     timeout: Duration,
     last_used: Mutex<(Instant, SystemTime)>,
     calls: AtomicU64,
+    /// The host pid of the session worker's nsjail: `close` kills it when a
+    /// cell holds the worker.
+    nsjail_pid: Option<u32>,
     /// `None` once the session ended (a call that waited for it finds it gone).
     worker: Arc<AsyncMutex<Option<Worker>>>,
 }
@@ -156,6 +159,7 @@ impl Sessions {
             timeout,
             last_used: Mutex::new(now),
             calls: AtomicU64::new(0),
+            nsjail_pid: worker.host_pid(),
             worker: Arc::new(AsyncMutex::new(Some(worker))),
         });
         let created = Created { id: id.as_str().to_owned(), idle_timeout, expires_at: entry.expires_at };
@@ -229,6 +233,10 @@ impl Sessions {
         self.inner.metrics.calls.with_label_values(&["execute"]).observe(started.elapsed().as_secs_f64());
         match result {
             Ok(mut report) if report.session_ended != Some(true) && report.outcome != Outcome::WorkerLost => {
+                if !self.lock().open.contains_key(&entry.digest) {
+                    // Deleted or reaped as the cell ended: its worker goes now.
+                    stop(guard.take(), "deleted", &entry.label);
+                }
                 report.session_ended = Some(false);
                 Ok(report)
             }
@@ -238,8 +246,11 @@ impl Sessions {
                     Outcome::MemoryLimit => "memory_limit",
                     _ => "killed",
                 };
-                self.forget(&entry);
                 stop(guard.take(), reason, &entry.label);
+                if !self.forget(&entry) {
+                    // Deleted (and counted) while this cell ran.
+                    return Err(SessionError::NotFound);
+                }
                 self.inner.metrics.ended.with_label_values(&[reason]).inc();
                 report.session_ended = Some(true);
                 if report.outcome == Outcome::WorkerLost {
@@ -248,9 +259,12 @@ impl Sessions {
                 Ok(report)
             }
             Err(error) => {
-                self.forget(&entry);
                 if let Some(worker) = guard.take() {
                     tokio::spawn(worker.kill());
+                }
+                if !self.forget(&entry) {
+                    // Deleted while this cell ran (its worker was killed then).
+                    return Err(SessionError::NotFound);
                 }
                 self.inner.metrics.ended.with_label_values(&["killed"]).inc();
                 tracing::warn!(session = %entry.label, error = %error, "session worker lost");
@@ -450,14 +464,21 @@ impl Sessions {
         self.inner.metrics.ended.with_label_values(&[reason]).inc();
         let worker = entry.worker.clone();
         let label = entry.label.clone();
+        let nsjail_pid = entry.nsjail_pid;
         tokio::spawn(async move {
-            // A running cell holds the lock: kill the worker under it.
             match worker.try_lock() {
                 Ok(mut guard) => stop(guard.take(), reason, &label),
                 Err(_) => {
+                    // A running cell holds the worker: kill its jail now;
+                    // the cell's call then finds the session gone and stops it.
                     tracing::info!(session = %label, reason, "session ended during a cell; killing its worker");
-                    let mut guard = worker.lock().await;
-                    stop(guard.take(), reason, &label);
+                    if let Some(pid) = nsjail_pid.and_then(|pid| i32::try_from(pid).ok()) {
+                        // ESRCH (already gone) is fine.
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(pid),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                    }
                 }
             }
         });

@@ -33,6 +33,13 @@ pub struct Cell {
 }
 
 impl Worker {
+    /// The host pid of the worker's nsjail, for a kill while a cell holds
+    /// the worker (it stays ours, unreaped, until the `Worker` is dropped,
+    /// so the pid cannot be reused meanwhile).
+    pub fn host_pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// Turns one of the zygote's spares into this worker's session.
     ///
     /// # Errors

@@ -200,8 +200,10 @@ class Zygote:
         if self.notebook is not None:
             self.retire(self.notebook.spare)
             self.notebook = None
-        # Plotting spares have matplotlib warm: a session's cells may draw.
-        pool = self.plotting or self.plain
+        # A plain spare: it is ready as soon as the worker is (the plotting
+        # pool may still be importing matplotlib), and an idle session does
+        # not carry matplotlib's pages; a cell that draws imports it once.
+        pool = self.plain
         why = ""
         for _attempt in range(RUN_ATTEMPTS):
             spare = self.take_spare(pool)
