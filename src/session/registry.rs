@@ -194,16 +194,7 @@ impl Sessions {
     ) -> Result<RunReport, SessionError> {
         let started = Instant::now();
         let entry = self.find(id)?;
-        let timeout = match timeout {
-            Some(t) if t.is_zero() || t > self.inner.limits.max_timeout => {
-                return Err(SessionError::Invalid(format!(
-                    "field \"timeout\" must be a number of seconds in (0, {}]",
-                    self.inner.limits.max_timeout.as_secs_f64()
-                )))
-            }
-            Some(t) => t,
-            None => entry.timeout,
-        };
+        let timeout = within("timeout", timeout, self.inner.limits.max_timeout, entry.timeout)?;
         let mut guard = entry.worker.clone().try_lock_owned().map_err(|_| SessionError::Busy)?;
         if guard.is_none() {
             return Err(SessionError::NotFound);
@@ -342,16 +333,7 @@ impl Sessions {
     fn validate(&self, spec: &SessionSpec) -> Result<(Duration, u64, Duration), SessionError> {
         let limits = &self.inner.limits;
         let config = &self.inner.config;
-        let timeout = match spec.timeout {
-            Some(t) if t.is_zero() || t > limits.max_timeout => {
-                return Err(SessionError::Invalid(format!(
-                    "field \"timeout\" must be a number of seconds in (0, {}]",
-                    limits.max_timeout.as_secs_f64()
-                )))
-            }
-            Some(t) => t,
-            None => limits.default_timeout,
-        };
+        let timeout = within("timeout", spec.timeout, limits.max_timeout, limits.default_timeout)?;
         let (min, max) = (limits.min_memory_mib, config.max_memory_mib);
         let memory = match spec.memory_mib {
             Some(mib) if !(min..=max).contains(&mib) => {
@@ -362,16 +344,7 @@ impl Sessions {
             Some(mib) => mib,
             None => limits.default_memory_mib.min(max),
         };
-        let idle = match spec.idle_timeout {
-            Some(t) if t.is_zero() || t > config.idle_timeout => {
-                return Err(SessionError::Invalid(format!(
-                    "field \"idle_timeout\" must be a number of seconds in (0, {}]",
-                    config.idle_timeout.as_secs_f64()
-                )))
-            }
-            Some(t) => t,
-            None => config.idle_timeout,
-        };
+        let idle = within("idle_timeout", spec.idle_timeout, config.idle_timeout, config.idle_timeout)?;
         Ok((timeout, memory, idle))
     }
 
@@ -518,6 +491,23 @@ impl Drop for Reservation<'_> {
     fn drop(&mut self) {
         let mut state = self.0.lock();
         state.reserved = state.reserved.saturating_sub(1);
+    }
+}
+
+/// `value` when it is in `(0, max]`, `default` when absent.
+fn within(
+    field: &str,
+    value: Option<Duration>,
+    max: Duration,
+    default: Duration,
+) -> Result<Duration, SessionError> {
+    match value {
+        Some(t) if t.is_zero() || t > max => Err(SessionError::Invalid(format!(
+            "field \"{field}\" must be a number of seconds in (0, {}]",
+            max.as_secs_f64()
+        ))),
+        Some(t) => Ok(t),
+        None => Ok(default),
     }
 }
 

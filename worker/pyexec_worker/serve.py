@@ -219,18 +219,25 @@ class Zygote:
                 self.retire(spare)
                 return result
             self.notebook = book
-            # A session's worker serves nothing else: its other spares go.
             for each in self.pools:
                 each.target = 0
-                while each.ready:
-                    self.retire(each.ready.popleft())
+            self.drop_spares()
             return result
         why = f"the service lost {RUN_ATTEMPTS} sandboxes before the session started: {why}"
         return notebook.lost_result(req.id, why)
 
+    def drop_spares(self) -> None:
+        """A session's worker serves nothing else: its ready spares go (also
+        those that were still being set up when the session opened)."""
+        for pool in self.pools:
+            while pool.ready:
+                self.retire(pool.ready.popleft())
+
     def loop(self) -> int:
         while True:
             self.top_up()
+            if self.notebook is not None:
+                self.drop_spares()
             if self.pending:
                 request = self.pending.popleft()
                 run = isinstance(request, RunRequest)
