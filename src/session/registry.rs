@@ -125,8 +125,19 @@ impl Sessions {
     /// `Unavailable` when no worker starts, `WorkerLost` when it died while
     /// opening; a script-side failure (a file /tmp refused) is `Ok(Err(report))`.
     pub async fn create(&self, spec: SessionSpec) -> Result<Result<Created, Box<RunReport>>, SessionError> {
+        // Own task: a client gone mid-create does not drop a worker half-way
+        // through its opening (the session is then reaped as idle).
+        let sessions = self.clone();
+        tokio::spawn(async move { sessions.create_now(spec).await })
+            .await
+            .map_err(|e| SessionError::Unavailable(format!("the create task failed: {e}")))?
+    }
+
+    async fn create_now(&self, spec: SessionSpec) -> Result<Result<Created, Box<RunReport>>, SessionError> {
         let started = Instant::now();
         let (timeout, memory_mib, idle_timeout) = self.validate(&spec)?;
+        let id =
+            SessionId::generate().map_err(|e| SessionError::Unavailable(format!("no random id: {e}")))?;
         self.reserve()?;
         let reserved = Reservation(self);
         let mut worker = self.take_worker().await?;
@@ -146,8 +157,6 @@ impl Sessions {
             }
             return Ok(Err(Box::new(report)));
         }
-        let id =
-            SessionId::generate().map_err(|e| SessionError::Unavailable(format!("no random id: {e}")))?;
         let now = (Instant::now(), SystemTime::now());
         let entry = Arc::new(Entry {
             digest: id.digest(),
