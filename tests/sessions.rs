@@ -207,13 +207,22 @@ async fn sessions_keep_state_stay_isolated_and_end_on_limits() {
         (422, Some("memory_limit"), Some(true))
     );
     gone(&service, &bomb).await;
+    // A cell that kills its own interpreter ends the session too.
+    let doomed = open(&service, json!({})).await;
+    let (status, answer) =
+        cell(&service, &doomed, "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)").await;
+    assert_eq!(
+        (status, answer["kind"].as_str(), answer["session_ended"].as_bool()),
+        (422, Some("killed"), Some(true))
+    );
+    gone(&service, &doomed).await;
     let (status, _) = send(&service, service.client.delete(service.url(&format!("/sessions/{id}")))).await;
     assert_eq!(status, 204);
     gone(&service, &id).await;
 
     let metrics = service.metrics().await;
     assert_eq!(sample(&metrics, "pyexec_sessions"), 0.0);
-    for (reason, count) in [("deleted", 1.0), ("timeout", 1.0), ("memory_limit", 1.0)] {
+    for (reason, count) in [("deleted", 1.0), ("timeout", 1.0), ("memory_limit", 1.0), ("killed", 1.0)] {
         assert_eq!(
             sample(&metrics, &format!("pyexec_sessions_ended_total{{reason=\"{reason}\"}}")),
             count,
