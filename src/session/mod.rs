@@ -19,7 +19,9 @@
 
 pub mod id;
 pub mod metrics;
+mod reaper;
 mod registry;
+mod standby;
 mod time;
 
 pub use registry::Sessions;

@@ -23,31 +23,29 @@ use crate::pool::WorkerPool;
 use crate::protocol::{Outcome, RunReport};
 use crate::worker::{Cell, Worker};
 
-/// How often the reaper looks for idle and expired sessions.
-const REAP_EVERY: Duration = Duration::from_millis(250);
 /// How long a session's worker may take to stop before it is killed.
-const STOP_GRACE: Duration = Duration::from_secs(2);
+pub(super) const STOP_GRACE: Duration = Duration::from_secs(2);
 
-struct Entry {
-    digest: IdDigest,
+pub(super) struct Entry {
+    pub(super) digest: IdDigest,
     /// The first characters of the id, for logs.
-    label: String,
-    created_at: SystemTime,
-    expires: Instant,
-    expires_at: SystemTime,
-    idle_timeout: Duration,
-    timeout: Duration,
-    last_used: Mutex<(Instant, SystemTime)>,
-    calls: AtomicU64,
+    pub(super) label: String,
+    pub(super) created_at: SystemTime,
+    pub(super) expires: Instant,
+    pub(super) expires_at: SystemTime,
+    pub(super) idle_timeout: Duration,
+    pub(super) timeout: Duration,
+    pub(super) last_used: Mutex<(Instant, SystemTime)>,
+    pub(super) calls: AtomicU64,
     /// The host pid of the session worker's nsjail: `close` kills it when a
     /// cell holds the worker.
-    nsjail_pid: Option<u32>,
+    pub(super) nsjail_pid: Option<u32>,
     /// `None` once the session ended (a call that waited for it finds it gone).
-    worker: Arc<AsyncMutex<Option<Worker>>>,
+    pub(super) worker: Arc<AsyncMutex<Option<Worker>>>,
 }
 
 impl Entry {
-    fn idle_since(&self) -> Instant {
+    pub(super) fn idle_since(&self) -> Instant {
         self.last_used.lock().map(|used| used.0).unwrap_or_else(|_| Instant::now())
     }
 
@@ -58,28 +56,28 @@ impl Entry {
     }
 }
 
-struct State {
-    open: HashMap<IdDigest, Arc<Entry>>,
+pub(super) struct State {
+    pub(super) open: HashMap<IdDigest, Arc<Entry>>,
     /// Creates under way (counted against `--max-sessions`).
-    reserved: usize,
-    closed: bool,
+    pub(super) reserved: usize,
+    pub(super) closed: bool,
 }
 
-struct Inner {
-    config: SessionConfig,
-    limits: LimitsConfig,
-    pool: WorkerPool,
-    metrics: SessionMetrics,
-    state: Mutex<State>,
+pub(super) struct Inner {
+    pub(super) config: SessionConfig,
+    pub(super) limits: LimitsConfig,
+    pub(super) pool: WorkerPool,
+    pub(super) metrics: SessionMetrics,
+    pub(super) state: Mutex<State>,
     /// A started worker waiting for the next create (kept once sessions are used).
-    standby: Mutex<Option<Worker>>,
-    refilling: AtomicBool,
+    pub(super) standby: Mutex<Option<Worker>>,
+    pub(super) refilling: AtomicBool,
 }
 
 /// The open sessions. Cheap to clone (an `Arc`).
 #[derive(Clone)]
 pub struct Sessions {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
 impl Sessions {
@@ -103,19 +101,6 @@ impl Sessions {
             refilling: AtomicBool::new(false),
         };
         Self { inner: Arc::new(inner) }
-    }
-
-    /// Spawns the reaper (idle timeout, maximum lifetime).
-    pub fn start_reaper(&self) -> tokio::task::JoinHandle<()> {
-        let sessions = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(REAP_EVERY);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                sessions.reap();
-            }
-        })
     }
 
     /// Opens a session on a worker of its own.
@@ -334,7 +319,7 @@ impl Sessions {
 
     // --- internals ------------------------------------------------------
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A poisoned lock means a panic elsewhere; the map itself is intact.
         self.inner.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -370,50 +355,6 @@ impl Sessions {
         Ok(())
     }
 
-    async fn take_worker(&self) -> Result<Worker, SessionError> {
-        let standby = self.inner.standby.lock().ok().and_then(|mut standby| standby.take());
-        if let Some(mut worker) = standby {
-            if worker.idle_fault().is_none() && worker.is_healthy() {
-                return Ok(worker);
-            }
-            tokio::spawn(worker.kill());
-        }
-        let manager = self.inner.pool.inner().manager();
-        manager.start_worker().await.map_err(|error| SessionError::Unavailable(error.to_string()))
-    }
-
-    /// Starts the next create's worker in the background, once sessions are
-    /// used and while fewer than `--max-sessions` are open.
-    fn refill_standby(&self) {
-        if self.inner.refilling.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let sessions = self.clone();
-        tokio::spawn(async move {
-            let wanted = {
-                let state = sessions.lock();
-                !state.closed && state.open.len() < sessions.inner.config.max_sessions
-            };
-            let empty = sessions.inner.standby.lock().map(|s| s.is_none()).unwrap_or(false);
-            if wanted && empty {
-                match sessions.inner.pool.inner().manager().start_worker().await {
-                    Ok(worker) => {
-                        let closed = sessions.lock().closed;
-                        let surplus = match sessions.inner.standby.lock() {
-                            Ok(mut standby) if standby.is_none() && !closed => standby.replace(worker),
-                            _ => Some(worker),
-                        };
-                        if let Some(surplus) = surplus {
-                            surplus.shutdown(STOP_GRACE).await;
-                        }
-                    }
-                    Err(error) => tracing::warn!(error = %error, "cannot start a standby session worker"),
-                }
-            }
-            sessions.inner.refilling.store(false, Ordering::Release);
-        });
-    }
-
     fn find(&self, id: &str) -> Result<Arc<Entry>, SessionError> {
         let digest = IdDigest::of(id);
         let state = self.lock();
@@ -433,7 +374,7 @@ impl Sessions {
     }
 
     /// Takes the entry out of the registry (once; later calls get `NotFound`).
-    fn forget(&self, entry: &Entry) -> bool {
+    pub(super) fn forget(&self, entry: &Entry) -> bool {
         let removed = self.lock().open.remove(&entry.digest).is_some();
         if removed {
             self.inner.metrics.open.dec();
@@ -442,7 +383,7 @@ impl Sessions {
     }
 
     /// Stops a forgotten session's worker in the background.
-    fn end(&self, entry: &Arc<Entry>, reason: &'static str) {
+    pub(super) fn end(&self, entry: &Arc<Entry>, reason: &'static str) {
         self.inner.metrics.ended.with_label_values(&[reason]).inc();
         let worker = entry.worker.clone();
         let label = entry.label.clone();
@@ -464,32 +405,6 @@ impl Sessions {
                 }
             }
         });
-    }
-
-    fn reap(&self) {
-        let now = Instant::now();
-        let due: Vec<(Arc<Entry>, &'static str)> = self
-            .lock()
-            .open
-            .values()
-            .filter_map(|entry| {
-                if now >= entry.expires {
-                    Some((entry.clone(), "lifetime"))
-                } else if now.duration_since(entry.idle_since()) >= entry.idle_timeout {
-                    Some((entry.clone(), "idle"))
-                } else {
-                    None
-                }
-            })
-            .collect();
-        for (entry, reason) in due {
-            // A session in a call is not idle; a long cell is bounded by its timeout.
-            let Ok(guard) = entry.worker.clone().try_lock_owned() else { continue };
-            drop(guard);
-            if self.forget(&entry) {
-                self.end(&entry, reason);
-            }
-        }
     }
 }
 
