@@ -53,18 +53,30 @@ async fn gone(service: &Service, id: &str) {
 }
 
 /// Host pids whose parent is `pid` (the service's nsjail children).
-fn children_of(pid: i32) -> usize {
-    let Ok(entries) = std::fs::read_dir("/proc") else { return 0 };
+fn child_pids(pid: i32) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
     entries
         .filter_map(Result::ok)
         .filter_map(|entry| std::fs::read_to_string(entry.path().join("stat")).ok())
-        .filter(|stat| {
+        .filter_map(|stat| {
             // "pid (comm) state ppid ...": comm may hold spaces, so split after ')'.
-            stat.rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().nth(1).map(str::to_string))
-                .is_some_and(|ppid| ppid == pid.to_string())
+            let (head, rest) = stat.rsplit_once(')')?;
+            let ppid: i32 = rest.split_whitespace().nth(1)?.parse().ok()?;
+            (ppid == pid).then(|| head.split_whitespace().next()?.parse().ok()).flatten()
         })
-        .count()
+        .collect()
+}
+
+fn children_of(pid: i32) -> usize {
+    child_pids(pid).len()
+}
+
+/// Whether `pid` still runs (a zombie or a missing entry does not).
+fn running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| stat.rsplit_once(')').map(|(_, rest)| rest.trim_start().to_string()))
+        .is_some_and(|rest| !rest.starts_with('Z'))
 }
 
 async fn eventually<F: std::future::Future<Output = bool>>(
@@ -358,4 +370,23 @@ async fn reapers_auth_and_the_cli() {
     assert_eq!(sample(&metrics, r#"pyexec_sessions_ended_total{reason="lifetime"}"#), 1.0);
     assert_eq!(sample(&metrics, r#"pyexec_sessions_ended_total{reason="deleted"}"#), 2.0);
     assert_eq!(sample(&metrics, r#"pyexec_sessions_ended_total{reason="killed"}"#), 0.0);
+
+    // Stopping the service ends the sessions still open: none of its jails
+    // (pool, standbys, sessions) outlives it.
+    let (status, body) =
+        send(&service, authed(service.client.post(service.url("/sessions"))).json(&json!({}))).await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().expect("id").to_string();
+    let url = service.url(&format!("/sessions/{id}/execute"));
+    let (status, answer) =
+        send(&service, authed(service.client.post(url)).json(&json!({"code": "'here'"}))).await;
+    assert_eq!((status, answer["result"].as_str()), (200, Some("here")), "{answer}");
+    let jails = child_pids(service.pid());
+    assert!(jails.len() >= 3, "pool worker, hot standby, the session: {jails:?}");
+    service.signal(15);
+    eventually("every jail stopping with the service", Duration::from_secs(30), || {
+        let jails = jails.clone();
+        async move { !jails.iter().any(|pid| running(*pid)) }
+    })
+    .await;
 }
