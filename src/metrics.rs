@@ -106,7 +106,7 @@ impl Metrics {
             requests: IntCounterVec::new(
                 Opts::new(
                     "pyexec_requests_total",
-                    "Answered /execute requests (and unroutable ones), by outcome kind.",
+                    "Answered /execute and session requests (and unroutable ones), by outcome kind.",
                 ),
                 &["kind"],
             )?,
