@@ -182,6 +182,7 @@ async fn sessions_keep_state_stay_isolated_and_end_on_limits() {
     // worker is idle (none is held by a session) and runs succeed.
     let metrics = service.metrics().await;
     assert_eq!(sample(&metrics, "pyexec_sessions"), 2.0);
+    assert!(children_of(service.pid()) >= 4, "the pool's worker, its hot standby, the two sessions' workers");
     assert_eq!(sample(&metrics, r#"pyexec_workers{state="idle"}"#), 1.0, "{metrics}");
     let scripts: Vec<String> = (0..6).map(|i| format!("def main():\n    return {i}")).collect();
     let runs = scripts.iter().map(|script| service.run(script));
@@ -243,15 +244,18 @@ async fn sessions_keep_state_stay_isolated_and_end_on_limits() {
     }
     assert!(sample(&metrics, r#"pyexec_session_call_duration_seconds_count{call="execute"}"#) >= 20.0);
     // Nothing is left behind: the sessions' workers are gone. The service's
-    // nsjail children are the pool's worker, its hot standby and the one
-    // started session worker that waits for the next create.
+    // nsjail children are the pool's worker, its hot standby and at most
+    // the one started session worker that waits for the next create.
     let pid = service.pid();
-    eventually(
-        "the session workers stopping",
-        Duration::from_secs(30),
-        || async move { children_of(pid) == 3 },
-    )
-    .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while children_of(pid) > 3 {
+        let states: Vec<String> = child_pids(pid)
+            .iter()
+            .map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default())
+            .collect();
+        assert!(Instant::now() < deadline, "the session workers did not stop: {states:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]

@@ -173,6 +173,8 @@ class Zygote:
         ``RUN_ATTEMPTS`` such failures the answer is ``worker_lost`` (the
         supervisor retries on another worker).
         """
+        if not self.pools:
+            return session.lost_result(req, "this worker hosts a session and serves no run")
         pool = self.pool_for(req)
         why = ""
         for _attempt in range(RUN_ATTEMPTS):
@@ -197,9 +199,8 @@ class Zygote:
                 self.retire(book.spare)
                 self.notebook = None
             return result
-        if self.notebook is not None:
-            self.retire(self.notebook.spare)
-            self.notebook = None
+        if not self.pools:
+            return notebook.lost_result(req.id, "this worker hosted a session already; it opens no other")
         # A plain spare: it is ready as soon as the worker is (the plotting
         # pool may still be importing matplotlib), and an idle session does
         # not carry matplotlib's pages; a cell that draws imports it once.
@@ -219,25 +220,31 @@ class Zygote:
                 self.retire(spare)
                 return result
             self.notebook = book
-            for each in self.pools:
-                each.target = 0
-            self.drop_spares()
+            self.close_pools()
             return result
         why = f"the service lost {RUN_ATTEMPTS} sandboxes before the session started: {why}"
         return notebook.lost_result(req.id, why)
 
-    def drop_spares(self) -> None:
-        """A session's worker serves nothing else: its ready spares go (also
-        those that were still being set up when the session opened)."""
+    def close_pools(self) -> None:
+        """A session's worker serves nothing else (the service stops it when
+        the session ends): its other spares and its fork servers go, and
+        their memory with them (two thirds of an idle worker's)."""
         for pool in self.pools:
-            while pool.ready:
-                self.retire(pool.ready.popleft())
+            for spare in (*pool.ready, *pool.building.values()):
+                self.retire(spare)
+            pool.ready.clear()
+            pool.building.clear()
+            pool.built_at.clear()
+            pool.asked.clear()
+            pool.forks.kill()
+            if pool.standby is not None:
+                pool.standby.kill()
+                pool.standby = None
+        self.pools = []
 
     def loop(self) -> int:
         while True:
             self.top_up()
-            if self.notebook is not None:
-                self.drop_spares()
             if self.pending:
                 request = self.pending.popleft()
                 run = isinstance(request, RunRequest)
