@@ -24,6 +24,7 @@ import ast
 import contextlib
 import linecache
 import os
+import shutil
 import struct
 import sys
 import traceback
@@ -40,6 +41,8 @@ FRAME = struct.Struct(">I")
 MODULE_NAME = "__session__"
 # repr() of a non-JSON value is cut here.
 MAX_DISPLAY = 64 * 1024
+# matplotlib's writable config dir in the session's own tmpfs.
+MATPLOTLIB_DIR = "/dev/shm/pyexec-mplconfig"
 # Largest cell frame a runner accepts (the zygote capped the control frame).
 MAX_CELL = 1 << 30
 
@@ -96,6 +99,7 @@ def serve(request_fd: int, result_fd: int, status_fd: int, report: Any) -> NoRet
     # SECURITY: the memory cap is set once, for the whole session (every
     # cell's allocations count against it); the CPU cap is the session's
     # whole lifetime, a backstop behind the zygote's per-cell wall clock.
+    _writable_matplotlib_config()
     isolation.limit_run(opening["memory_bytes"], opening["timeout_ms"])
     module = types.ModuleType(MODULE_NAME)
     sys.modules[MODULE_NAME] = module
@@ -123,6 +127,22 @@ def serve(request_fd: int, result_fd: int, status_fd: int, report: Any) -> NoRet
         message = run_cell(module.__dict__, cell, number)
         message["usage"] = meter.finish()
         _answer(result_fd, message)
+
+
+def _writable_matplotlib_config() -> None:
+    """Give a cell that imports matplotlib a writable copy of the prebuilt config.
+
+    A session runs on a plain spare (no matplotlib imported). matplotlib
+    accepts only a writable MPLCONFIGDIR: given the read-only prebuilt one it
+    warns on stderr and rebuilds its font cache. The copy (a few hundred KiB)
+    goes into the session's own /dev/shm, not its /tmp (the user's files).
+    """
+    prebuilt = os.environ.get("MPLCONFIGDIR", "")
+    if not prebuilt or not os.path.isdir(prebuilt) or not os.path.isdir(MATPLOTLIB_DIR.rsplit("/", 1)[0]):
+        return
+    with contextlib.suppress(OSError):
+        shutil.copytree(prebuilt, MATPLOTLIB_DIR)
+        os.environ["MPLCONFIGDIR"] = MATPLOTLIB_DIR
 
 
 def _answer(fd: int, message: dict[str, Any]) -> None:
