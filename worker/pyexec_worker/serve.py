@@ -219,8 +219,7 @@ class Zygote:
             if not book.alive:
                 self.retire(spare)
                 return result
-            self.notebook = book
-            self.close_pools()
+            self.notebook = book  # the loop closes the pools once it answered
             return result
         why = f"the service lost {RUN_ATTEMPTS} sandboxes before the session started: {why}"
         return notebook.lost_result(req.id, why)
@@ -250,6 +249,8 @@ class Zygote:
                 run = isinstance(request, RunRequest)
                 result = self.serve_run(request) if run else self.serve_notebook(request)
                 self.send(protocol.fit_result(result, self.cfg.max_frame_bytes))
+                if self.notebook is not None and self.pools:
+                    self.close_pools()  # after the answer: off the create's path
             else:
                 self.wait()
 
