@@ -67,6 +67,7 @@ step "fuzz (each target ${PYEXEC_FUZZ_SECS:-30} s)" tests/fuzz/run.sh
 step "observability (promtool, Prometheus, dashboard schema)" tests/ops/check-observability.sh "$binary"
 step "k6 smoke" load-tests/run.sh smoke "$binary"
 step "benchmark (quick)" "$tools/python" bench/run.py --quick --binary "$binary"
+step "sessions benchmark (quick)" "$tools/python" bench/sessions.py --quick --binary "$binary"
 step "fault injection (SIGKILL/SIGSTOP of nsjail, zygote, fork server, spare, runner under load; 40 s)" "$tools/python" bench/faults.py --binary "$binary"
 step "kubernetes manifests" tests/container/validate-manifests.sh
 step "cgroup v2 VM (qemu TCG, pod-like cgroup namespace)" tests/vm/run.sh "$binary"

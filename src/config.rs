@@ -67,6 +67,7 @@ pub enum LogFormat {
     after_help = "Commands:\n  \
                   serve   serve HTTP with the options above (the default: `pyexec [OPTIONS]` does the same)\n  \
                   run     run a script on a pyexec service and print its output (see `pyexec run --help`)\n  \
+                  session drive a notebook session on a pyexec service (see `pyexec session --help`)\n  \
                   doctor  check this node or pod before going live, with these options (see `pyexec doctor --help`)"
 )]
 pub struct Flags {
@@ -115,6 +116,22 @@ pub struct Flags {
     /// Most PNG bytes of all returned figures together, in bytes.
     #[arg(long, env = "PYEXEC_MAX_FIGURES_BYTES", default_value_t = 4 * MIB)]
     pub max_figures_bytes: u64,
+    /// Most notebook sessions open at once; one more gets 503 overloaded.
+    /// Each holds a worker of its own, outside the /execute pool: size the
+    /// pod for --workers + this many workers. 0 (the default): sessions are off.
+    #[arg(long, env = "PYEXEC_MAX_SESSIONS", default_value_t = 0)]
+    pub max_sessions: usize,
+    /// A session unused this long is ended (and its memory freed), in seconds;
+    /// also the largest `idle_timeout` a session may ask for.
+    #[arg(long, env = "PYEXEC_SESSION_IDLE_TIMEOUT_SECS", default_value_t = 600.0)]
+    pub session_idle_timeout_secs: f64,
+    /// A session is ended this long after it was created, used or not, in seconds.
+    #[arg(long, env = "PYEXEC_SESSION_MAX_LIFETIME_SECS", default_value_t = 3600.0)]
+    pub session_max_lifetime_secs: f64,
+    /// Largest memory limit a session may ask for (it caps the whole
+    /// session), in MiB. Default: --max-memory-mib.
+    #[arg(long, env = "PYEXEC_SESSION_MAX_MEMORY_MIB")]
+    pub session_max_memory_mib: Option<u64>,
     /// How long a request waits for a free worker before 503 overloaded, in seconds.
     #[arg(long, env = "PYEXEC_QUEUE_TIMEOUT_SECS", default_value_t = 5.0)]
     pub queue_timeout_secs: f64,
@@ -337,6 +354,19 @@ pub struct PoolConfig {
     pub queue_timeout: Duration,
 }
 
+/// Notebook sessions.
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    /// Most sessions open at once (0: sessions are disabled).
+    pub max_sessions: usize,
+    /// Default and largest idle timeout.
+    pub idle_timeout: Duration,
+    /// Age at which a session is ended.
+    pub max_lifetime: Duration,
+    /// Largest memory a session may ask for, in MiB.
+    pub max_memory_mib: u64,
+}
+
 /// The validated configuration, split by layer.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -348,6 +378,8 @@ pub struct Config {
     pub sandbox: SandboxConfig,
     /// Pool sizing.
     pub pool: PoolConfig,
+    /// Notebook sessions.
+    pub sessions: SessionConfig,
     /// Format of the log lines on stderr.
     pub log_format: LogFormat,
 }
@@ -482,7 +514,26 @@ impl Flags {
         if max_frame_bytes > u64::from(u32::MAX) {
             return Err(ConfigError::new("max-result-bytes", "result plus output must fit a 4 GiB frame"));
         }
+        let session_max_memory_mib = self.session_max_memory_mib.unwrap_or(self.max_memory_mib);
+        if !(self.min_memory_mib..=self.max_memory_mib).contains(&session_max_memory_mib) {
+            // The worker cgroup is sized for --max-memory-mib.
+            return Err(ConfigError::new(
+                "session-max-memory-mib",
+                "must lie between --min-memory-mib and --max-memory-mib",
+            ));
+        }
+        let sessions = SessionConfig {
+            max_sessions: within("max-sessions", self.max_sessions, 0..=1024)?,
+            idle_timeout: seconds("session-idle-timeout-secs", self.session_idle_timeout_secs, 86_400.0)?,
+            max_lifetime: seconds(
+                "session-max-lifetime-secs",
+                self.session_max_lifetime_secs,
+                7.0 * 86_400.0,
+            )?,
+            max_memory_mib: session_max_memory_mib,
+        };
         Ok(Config {
+            sessions,
             http: HttpConfig {
                 listen: self.listen,
                 max_body_bytes,

@@ -45,7 +45,7 @@ pub enum ExecuteError {
 /// What one attempt on one worker gave.
 enum Attempt {
     /// A verdict (of the script, or `timeout`).
-    Done(RunReport),
+    Done(Box<RunReport>),
     /// The worker was lost; a retry may still answer.
     Lost(String),
     /// The worker was lost after the whole deadline: no retry.
@@ -72,14 +72,14 @@ impl Executor {
     /// See [`ExecuteError`]; every verdict about the *script* is `Ok`.
     pub async fn execute(&self, job: Job) -> Result<RunReport, ExecuteError> {
         let why = match self.attempt(job.clone()).await? {
-            Attempt::Done(report) => return Ok(report),
+            Attempt::Done(report) => return Ok(*report),
             Attempt::LostLate(why) => return Err(ExecuteError::WorkerLost(why)),
             Attempt::Lost(why) => why,
         };
         self.metrics.run_retries.inc();
         tracing::warn!(error = %why, "worker lost during a run; retrying once on another worker");
         match self.attempt(job).await? {
-            Attempt::Done(report) => Ok(report),
+            Attempt::Done(report) => Ok(*report),
             Attempt::Lost(again) | Attempt::LostLate(again) => {
                 Err(ExecuteError::WorkerLost(format!("{why}; on retry: {again}")))
             }
@@ -110,7 +110,7 @@ impl Executor {
             Ok(report) if report.outcome == Outcome::WorkerLost => {
                 Attempt::Lost(report.error.unwrap_or_else(|| "the zygote lost the run's sandbox".into()))
             }
-            Ok(report) => Attempt::Done(report),
+            Ok(report) => Attempt::Done(Box::new(report)),
             Err(error @ WorkerError::Unresponsive { .. }) => {
                 tracing::warn!(error = %error, "worker killed after missing its deadline");
                 Attempt::LostLate(error.to_string())

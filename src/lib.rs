@@ -17,6 +17,9 @@
 //!   hook hands it authorized requests, its tools run code through [`executor`].
 //! - [`executor`]: leases a worker, runs a job, turns worker failures into verdicts.
 //! - [`pool`]: the deadpool `Manager` of workers and the `Lease` requests hold.
+//! - [`session`]: notebook sessions (a spare kept alive, on a worker of its
+//!   own started through the pool's manager, never a pool worker); http
+//!   calls it, it calls worker.
 //! - [`supervisor`]: fail-closed preflight, warm-up, replacement with backoff, shutdown.
 //! - [`worker`]: one nsjail + zygote: spawning, the nsjail argv, cgroups, the conversation.
 //! - [`protocol`]: messages and length-prefixed MessagePack framing.
@@ -40,5 +43,6 @@ pub mod mcp;
 pub mod metrics;
 pub mod pool;
 pub mod protocol;
+pub mod session;
 pub mod supervisor;
 pub mod worker;

@@ -16,6 +16,8 @@ use pyexec::executor::Executor;
 use pyexec::http::{self, App};
 use pyexec::metrics::Metrics;
 use pyexec::pool::WorkerPool;
+use pyexec::session::metrics::SessionMetrics;
+use pyexec::session::Sessions;
 use pyexec::supervisor::Supervisor;
 use pyexec::worker::cgroup::CgroupPlan;
 
@@ -30,6 +32,7 @@ fn main() -> ExitCode {
     // `run`, `doctor`, `debug` or `serve` cannot be a value that used to mean something else.
     match args.get(1).and_then(|arg| arg.to_str()) {
         Some("run") => return pyexec::cli::main(args.into_iter().skip(1)),
+        Some("session") => return pyexec::cli::session::main(args.into_iter().skip(1)),
         Some("doctor") => return pyexec::doctor::main(args.into_iter().skip(1)),
         Some("debug") => return debug(args),
         Some("serve") => {
@@ -179,7 +182,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
 
     let supervisor = Supervisor::start(pool.clone(), first, repairs);
     let executor = Executor::new(pool.clone(), metrics.clone());
-    let app = Arc::new(App::new(executor, pool.clone(), metrics, config.http.clone(), config.limits.clone()));
+    let session_metrics =
+        SessionMetrics::register(&registry).context("cannot register the session metrics")?;
+    let sessions =
+        Sessions::new(config.sessions.clone(), config.limits.clone(), pool.clone(), session_metrics);
+    let reaper = sessions.start_reaper();
+    let app = App::new(executor, pool.clone(), metrics, config.http.clone(), config.limits.clone());
+    let app = Arc::new(app.with_sessions(sessions.clone()));
     let draining = pool.clone();
     let drained = http::serve(listener, app, async move {
         shutdown_signal().await;
@@ -189,6 +198,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
     if !drained {
         tracing::warn!("shutdown deadline passed with requests still in flight");
     }
+    reaper.abort();
+    sessions.shutdown().await;
     supervisor.shutdown().await;
     // A worker killed during shutdown (a standby still starting) cannot
     // remove its own leaf; nothing of ours may outlive us.

@@ -13,7 +13,7 @@ use prometheus::{
 use crate::worker::{Component, RecycleReason};
 
 /// Request outcome kinds: `ok` plus every error kind of the contract.
-pub const REQUEST_KINDS: [&str; 21] = [
+pub const REQUEST_KINDS: [&str; 23] = [
     "ok",
     "invalid_json",
     "invalid_request",
@@ -35,6 +35,8 @@ pub const REQUEST_KINDS: [&str; 21] = [
     "unavailable",
     "worker_lost",
     "internal",
+    "session_not_found",
+    "session_busy",
 ];
 
 /// Buckets for request, queue and run durations: dense around the 1-5 ms
@@ -104,7 +106,7 @@ impl Metrics {
             requests: IntCounterVec::new(
                 Opts::new(
                     "pyexec_requests_total",
-                    "Answered /execute requests (and unroutable ones), by outcome kind.",
+                    "Answered /execute and session requests (and unroutable ones), by outcome kind.",
                 ),
                 &["kind"],
             )?,

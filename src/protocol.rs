@@ -26,6 +26,12 @@ pub const PROTOCOL_VERSION: u32 = 2;
 pub enum ToWorker {
     /// Run one script in a fresh isolated child.
     Run(RunRequest),
+    /// Turn a spare into this worker's notebook session (a kept-alive
+    /// run); the zygote answers `result` (`ok`, or why not).
+    Session(SessionRequest),
+    /// The next cell of this worker's session; the zygote answers `result`
+    /// with `display` and `session_ended`.
+    Cell(CellRequest),
     /// Health probe; the zygote answers `pong` with the same id.
     Ping {
         /// Echoed back.
@@ -51,6 +57,38 @@ pub struct RunRequest {
     /// Files the runner writes into the run's `/tmp` before the script
     /// runs (names already validated by the HTTP layer).
     pub files: Vec<InputFile>,
+    /// Most figures returned.
+    pub max_figures: u64,
+    /// Most PNG bytes of all returned figures together.
+    pub max_figures_bytes: u64,
+}
+
+/// Opens a notebook session on a worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionRequest {
+    /// Correlates the result with the request.
+    pub id: u64,
+    /// Memory the whole session may allocate on top of the warm interpreter.
+    pub memory_bytes: u64,
+    /// CPU backstop for the session's whole life (its maximum lifetime).
+    pub timeout_ms: u64,
+    /// Files written into the session's `/tmp` before the first cell.
+    pub files: Vec<InputFile>,
+}
+
+/// One cell of a notebook session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CellRequest {
+    /// Correlates the result with the request.
+    pub id: u64,
+    /// The cell's Python source.
+    pub script: String,
+    /// Wall-clock limit of this cell; passing it ends the session.
+    pub timeout_ms: u64,
+    /// Most stdout (and, separately, stderr) kept.
+    pub max_output_bytes: u64,
+    /// Largest serialized value of the last expression.
+    pub max_result_bytes: u64,
     /// Most figures returned.
     pub max_figures: u64,
     /// Most PNG bytes of all returned figures together.
@@ -163,6 +201,12 @@ pub struct RunReport {
     pub figures: Vec<Figure>,
     /// Whether figures were dropped for the count or byte cap.
     pub figures_truncated: bool,
+    /// Session cells only: `repr()` of a last expression that is not JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display: Option<String>,
+    /// Session answers only: whether the session ended with this answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_ended: Option<bool>,
 }
 
 /// Resources one run used (see `docs/internals.md`, "Resource usage").

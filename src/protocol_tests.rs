@@ -21,6 +21,8 @@ fn sample_report() -> RunReport {
         usage: Some(Usage { wall_ms: 1.25, cpu_ms: Some(1.0), max_rss_kib: Some(90_000) }),
         figures: vec![Figure { format: FigureFormat::Png, data: b"\x89PNG".to_vec(), width: 64, height: 48 }],
         figures_truncated: true,
+        display: None,
+        session_ended: None,
     }
 }
 
@@ -235,6 +237,8 @@ mod golden {
                 height: 480,
             }],
             figures_truncated: false,
+            display: None,
+            session_ended: None,
         })
     }
 
@@ -255,6 +259,8 @@ mod golden {
             usage: Some(Usage { wall_ms: 12.0, cpu_ms: None, max_rss_kib: None }),
             figures: Vec::new(),
             figures_truncated: false,
+            display: None,
+            session_ended: None,
         })
     }
 

@@ -67,6 +67,8 @@ fn every_api_error() -> Vec<ApiError> {
             usage: None,
             figures: Vec::new(),
             figures_truncated: false,
+            display: None,
+            session_ended: None,
         }))
     };
     vec![
@@ -90,6 +92,9 @@ fn every_api_error() -> Vec<ApiError> {
         ApiError::Unavailable("x".into()),
         ApiError::WorkerLost("x".into()),
         ApiError::Internal { request_id: "x".into() },
+        ApiError::SessionNotFound,
+        ApiError::SessionBusy,
+        ApiError::TooManySessions { max: 1 },
     ]
 }
 
@@ -99,7 +104,17 @@ fn spec_is_openapi_3_1_with_every_path_the_service_routes() {
     assert!(spec["openapi"].as_str().is_some_and(|v| v.starts_with("3.1.")), "{}", spec["openapi"]);
     let paths: BTreeSet<&str> =
         spec["paths"].as_object().expect("paths").keys().map(String::as_str).collect();
-    assert_eq!(paths, BTreeSet::from(["/execute", "/health", "/ready", "/metrics", "/openapi.json"]));
+    let routed = [
+        "/execute",
+        "/health",
+        "/ready",
+        "/metrics",
+        "/openapi.json",
+        "/sessions",
+        "/sessions/{id}",
+        "/sessions/{id}/execute",
+    ];
+    assert_eq!(paths, BTreeSet::from(routed));
     assert_eq!(pyexec::http::routes::OPENAPI_JSON, spec_file(), "the binary embeds docs/openapi.json");
 }
 
@@ -116,16 +131,23 @@ fn error_kinds_in_the_spec_are_the_kinds_the_service_produces() {
         .collect();
     assert_eq!(spec_kinds, code_kinds, "ErrorKind in docs/openapi.json vs metrics::REQUEST_KINDS");
 
-    // Status -> kinds, as the spec documents them: on /execute, plus the
-    // 404 and 405 every path can answer.
+    // Status -> kinds, as the spec documents them: on /execute and the
+    // session routes, plus the 404 and 405 every path can answer.
     let mut documented: BTreeMap<u16, BTreeSet<String>> = BTreeMap::new();
-    for (status, response) in spec["paths"]["/execute"]["post"]["responses"].as_object().expect("responses") {
-        let status: u16 = status.parse().expect("numeric status");
-        if status != 200 {
-            documented.insert(status, kinds_of(&spec, response));
+    for path in ["/execute", "/sessions", "/sessions/{id}", "/sessions/{id}/execute"] {
+        for (method, operation) in spec["paths"][path].as_object().expect("path") {
+            if method == "parameters" {
+                continue;
+            }
+            for (status, response) in operation["responses"].as_object().expect("responses") {
+                let status: u16 = status.parse().expect("numeric status");
+                if status >= 400 {
+                    documented.entry(status).or_default().extend(kinds_of(&spec, response));
+                }
+            }
         }
     }
-    documented.insert(404, kinds_of(&spec, &spec["components"]["responses"]["NotFound"]));
+    documented.entry(404).or_default().extend(kinds_of(&spec, &spec["components"]["responses"]["NotFound"]));
     documented.insert(405, kinds_of(&spec, &spec["components"]["responses"]["MethodNotAllowed"]));
 
     // Status -> kinds, as the code answers them.
@@ -157,6 +179,14 @@ fn request_limits_in_the_spec_are_the_server_defaults() {
     assert_eq!(number("/memory/minimum"), default("min_memory_mib"));
     assert_eq!(number("/memory/maximum"), default("max_memory_mib"));
     assert_eq!(number("/memory/default"), default("default_memory_mib"));
+    let session = &spec["components"]["schemas"]["SessionCreateRequest"]["properties"];
+    let number = |pointer: &str| {
+        session.pointer(pointer).and_then(Value::as_f64).unwrap_or_else(|| panic!("{pointer}"))
+    };
+    // --session-max-memory-mib defaults to --max-memory-mib.
+    assert_eq!(number("/memory/maximum"), default("max_memory_mib"));
+    assert_eq!(number("/idle_timeout/maximum"), default("session_idle_timeout_secs"));
+    assert_eq!(number("/idle_timeout/default"), default("session_idle_timeout_secs"));
 }
 
 #[test]

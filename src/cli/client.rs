@@ -23,6 +23,8 @@ pub struct ServiceUrl {
     host: String,
     port: u16,
     execute: Uri,
+    /// The URL's path prefix (no trailing `/`), for the other routes.
+    prefix: String,
 }
 
 /// Why a request got no answer.
@@ -88,7 +90,17 @@ impl ServiceUrl {
         let execute = format!("{}/execute", uri.path().trim_end_matches('/'))
             .parse()
             .map_err(|_| invalid("its path cannot carry /execute"))?;
-        Ok(Self { host, port: uri.port_u16().unwrap_or(80), execute })
+        let prefix = uri.path().trim_end_matches('/').to_string();
+        Ok(Self { host, port: uri.port_u16().unwrap_or(80), execute, prefix })
+    }
+
+    /// The URI of `path` (e.g. `/sessions`) under the URL's prefix.
+    ///
+    /// # Errors
+    /// [`ClientError::InvalidUrl`] when `path` cannot be part of a URI.
+    pub fn route(&self, path: &str) -> Result<Uri, ClientError> {
+        let full = format!("{}{path}", self.prefix);
+        full.parse().map_err(|_| ClientError::InvalidUrl { url: full.clone(), reason: "not a valid path" })
     }
 
     fn address(&self) -> String {
@@ -110,6 +122,20 @@ pub async fn post_execute(
     token: Option<&str>,
     body: Vec<u8>,
 ) -> Result<Answer, ClientError> {
+    send(url, Method::POST, url.execute.clone(), token, body).await
+}
+
+/// Sends one request (`body`, when not empty, as JSON) and reads the whole answer.
+///
+/// # Errors
+/// As [`post_execute`].
+pub async fn send(
+    url: &ServiceUrl,
+    method: Method,
+    uri: Uri,
+    token: Option<&str>,
+    body: Vec<u8>,
+) -> Result<Answer, ClientError> {
     let address = url.address();
     let unreachable = |reason: String| ClientError::Unreachable { address: address.clone(), reason };
     let no_answer =
@@ -123,14 +149,17 @@ pub async fn post_execute(
         hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(no_answer)?;
     let driver = tokio::spawn(connection);
 
+    let has_body = !body.is_empty();
     let mut request = Request::new(Full::new(Bytes::from(body)));
-    *request.method_mut() = Method::POST;
-    *request.uri_mut() = url.execute.clone();
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
     let headers = request.headers_mut();
     if let Ok(host) = HeaderValue::from_str(&address) {
         headers.insert(HOST, host);
     }
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if has_body {
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    }
     headers.insert(USER_AGENT, HeaderValue::from_static(concat!("pyexec-cli/", env!("CARGO_PKG_VERSION"))));
     if let Some(token) = token {
         // A token with bytes a header cannot carry is sent as nothing: the

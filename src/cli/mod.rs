@@ -8,6 +8,7 @@
 mod client;
 mod figures;
 mod render;
+pub mod session;
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -114,6 +115,11 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         }
     };
     let rendered = runtime.block_on(run(&args));
+    emit(&rendered)
+}
+
+/// Prints what was rendered and turns its code into the exit status.
+fn emit(rendered: &Rendered) -> ExitCode {
     // A closed pipe (`pyexec run x.py | head`) is not worth a panic.
     let _ = std::io::stdout().write_all(rendered.stdout.as_bytes());
     let _ = std::io::stdout().flush();

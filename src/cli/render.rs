@@ -57,7 +57,9 @@ pub fn render(answer: &Answer, url: &str, sent: Sent) -> Rendered {
         (200, Some(result)) => {
             ensure_newline(&mut out.stdout);
             let pretty = serde_json::to_string_pretty(result).unwrap_or_else(|_| result.to_string());
-            out.stdout.push_str(&pretty);
+            // A session cell whose value is not JSON: its repr().
+            let shown = body.get("display").and_then(Value::as_str).map(str::to_string);
+            out.stdout.push_str(&shown.unwrap_or(pretty));
             out.stdout.push('\n');
             out.code = EXIT_OK;
         }

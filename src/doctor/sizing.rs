@@ -106,7 +106,10 @@ pub fn cpus(workers: usize) -> Check {
 /// that figure comes from) against the formula of deploy/README.md.
 pub fn memory(config: &Config, sizing: &Sizing, available: Option<(u64, String)>) -> Check {
     const NAME: &str = "memory";
-    let workers = config.pool.workers as u64;
+    // Each notebook session holds a worker of its own (plus one started
+    // standby once sessions are used): they count like pool workers.
+    let sessions = config.sessions.max_sessions as u64;
+    let workers = config.pool.workers as u64 + sessions + u64::from(sessions > 0);
     let tmp_mib = config.sandbox.tmp_size_bytes / MIB;
     let request = sizing.request_mib(workers, config.limits.default_memory_mib);
     let limit = sizing.limit_mib(workers, config.limits.max_memory_mib, tmp_mib);

@@ -59,6 +59,15 @@ pub enum ApiError {
     /// zygote died or hung, not by the script's doing) and a retry on
     /// another worker was lost too, or had no time left.
     WorkerLost(String),
+    /// 404 `session_not_found`: no such session (or it ended or expired).
+    SessionNotFound,
+    /// 409 `session_busy`: the session is running another call.
+    SessionBusy,
+    /// 503 `overloaded`: `--max-sessions` are open.
+    TooManySessions {
+        /// The limit.
+        max: usize,
+    },
     /// A bug of ours; details are in the log under the request id.
     Internal {
         /// Correlates the answer with the log line.
@@ -82,6 +91,9 @@ struct ErrorBody<'a> {
     stderr_truncated: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     usage: Option<&'a Usage>,
+    /// Session cells only: whether the error ended the session.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session_ended: Option<bool>,
 }
 
 /// The contract's error kind of a failed run.
@@ -131,7 +143,8 @@ impl ApiError {
         match self {
             Self::InvalidJson(_) | Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::NotFound | Self::SessionNotFound => StatusCode::NOT_FOUND,
+            Self::SessionBusy => StatusCode::CONFLICT,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -139,6 +152,7 @@ impl ApiError {
             Self::Script(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Overloaded { .. }
             | Self::TooManyConnections { .. }
+            | Self::TooManySessions { .. }
             | Self::Unavailable(_)
             | Self::WorkerLost(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
@@ -157,7 +171,11 @@ impl ApiError {
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::RequestTimeout { .. } => "request_timeout",
             Self::Script(report) => outcome_kind(report.outcome),
-            Self::Overloaded { .. } | Self::TooManyConnections { .. } => "overloaded",
+            Self::Overloaded { .. } | Self::TooManyConnections { .. } | Self::TooManySessions { .. } => {
+                "overloaded"
+            }
+            Self::SessionNotFound => "session_not_found",
+            Self::SessionBusy => "session_busy",
             Self::Unavailable(_) => "unavailable",
             Self::WorkerLost(_) => "worker_lost",
             Self::Internal { .. } => "internal",
@@ -190,6 +208,16 @@ impl ApiError {
             Self::WorkerLost(why) => format!(
                 "the service lost the worker running this request (not the script's doing): {why}; retry in 1 s"
             ),
+            Self::SessionNotFound => {
+                "no such session (it never existed, or it ended or expired); create one with POST /sessions".into()
+            }
+            Self::SessionBusy => "the session is running another call; wait for its answer, then retry".into(),
+            Self::TooManySessions { max: 0 } => {
+                "sessions are off on this service (--max-sessions is 0); use POST /execute".into()
+            }
+            Self::TooManySessions { max } => {
+                format!("{max} sessions are open, the most --max-sessions allows; delete one or retry in 5 s")
+            }
             Self::Internal { request_id } => format!("internal error; please report request id {request_id}"),
         }
     }
@@ -199,7 +227,7 @@ impl ApiError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::Overloaded { retry_after } => Some(*retry_after),
-            Self::Unavailable(_) => Some(Duration::from_secs(5)),
+            Self::Unavailable(_) | Self::TooManySessions { .. } => Some(Duration::from_secs(5)),
             Self::WorkerLost(_) | Self::TooManyConnections { .. } => Some(Duration::from_secs(1)),
             _ => None,
         }
@@ -218,6 +246,7 @@ impl ApiError {
                 stdout_truncated: report.stdout_truncated,
                 stderr_truncated: report.stderr_truncated,
                 usage: report.usage.as_ref(),
+                session_ended: report.session_ended,
             },
             _ => ErrorBody {
                 error: &message,
@@ -228,6 +257,7 @@ impl ApiError {
                 stdout_truncated: false,
                 stderr_truncated: false,
                 usage: None,
+                session_ended: None,
             },
         };
         let mut response = json_response(self.status(), &body);

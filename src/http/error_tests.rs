@@ -39,6 +39,8 @@ fn report(outcome: Outcome) -> Box<RunReport> {
         usage: Some(Usage { wall_ms: 1.5, cpu_ms: Some(1.25), max_rss_kib: Some(90_000) }),
         figures: Vec::new(),
         figures_truncated: false,
+        display: None,
+        session_ended: None,
     })
 }
 

@@ -27,6 +27,7 @@ mod files;
 mod multipart;
 pub mod request;
 pub mod routes;
+mod sessions;
 mod stall;
 mod strict_json;
 

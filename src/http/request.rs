@@ -14,7 +14,7 @@ use crate::protocol::InputFile;
 
 const FIELDS: [&str; 4] = ["script", "timeout", "memory", "files"];
 
-fn type_name(value: &Value) -> &'static str {
+pub(super) fn type_name(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -128,7 +128,7 @@ fn memory_mib(fields: &Map<String, Value>, limits: &LimitsConfig) -> Result<u64,
 
 /// `64` or `64.0`: JSON (and JSON Schema's `integer`) does not tell them
 /// apart, and some clients write every number with a fraction.
-fn whole_number(n: &serde_json::Number) -> Option<u64> {
+pub(super) fn whole_number(n: &serde_json::Number) -> Option<u64> {
     n.as_u64().or_else(|| {
         let float = n.as_f64()?;
         // Below 2^53 every whole f64 converts to u64 exactly.

@@ -19,12 +19,14 @@ use super::body::{Media, RequestBody};
 use super::error::{json_response, output_text, ApiError};
 use super::multipart::parse_form;
 use super::request::parse_job;
+use super::sessions::{self, is_session_path};
 use crate::config::{HttpConfig, LimitsConfig};
 use crate::executor::{ExecuteError, Executor};
 use crate::mcp::{self, McpBody, McpEndpoint};
 use crate::metrics::{GaugeGuard, Metrics};
 use crate::pool::WorkerPool;
 use crate::protocol::{Figure, FigureFormat, Outcome, RunReport, Usage};
+use crate::session::Sessions;
 
 /// Everything the handlers share.
 pub struct App {
@@ -38,7 +40,9 @@ pub struct App {
     pub http: HttpConfig,
     /// Request limits.
     pub limits: LimitsConfig,
-    /// Guards `/execute` and `/mcp` when `--api-token` is set.
+    /// Notebook sessions (`None`: the session routes answer 404).
+    pub sessions: Option<Sessions>,
+    /// Guards `/execute`, the session routes and `/mcp` when `--api-token` is set.
     auth: Option<BearerAuth>,
     /// `/mcp`, unless `--mcp off`.
     mcp: Option<McpEndpoint>,
@@ -66,7 +70,24 @@ impl App {
         let mcp = mcp.and_then(|endpoint| {
             endpoint.inspect_err(|error| tracing::error!(error = %error, "/mcp is off")).ok()
         });
-        Self { executor, pool, metrics, http, limits, auth, mcp, next_request: AtomicU64::new(1), boot }
+        Self {
+            executor,
+            pool,
+            metrics,
+            http,
+            limits,
+            sessions: None,
+            auth,
+            mcp,
+            next_request: AtomicU64::new(1),
+            boot,
+        }
+    }
+
+    /// Serves the session routes from `sessions`.
+    pub fn with_sessions(mut self, sessions: Sessions) -> Self {
+        self.sessions = Some(sessions);
+        self
     }
 
     fn request_id(&self) -> String {
@@ -122,6 +143,9 @@ async fn api(
     body: &mut RequestBody,
 ) -> Response<Full<Bytes>> {
     match (parts.uri.path(), &parts.method) {
+        (path, method) if is_session_path(path) => {
+            sessions::route(app, method, path, &parts.headers, body).await
+        }
         ("/execute", &Method::POST) => execute(app, &parts.headers, body).await,
         ("/health", &Method::GET | &Method::HEAD) => json_response(StatusCode::OK, &Status { status: "ok" }),
         ("/ready", &Method::GET | &Method::HEAD) => ready(app),
@@ -175,6 +199,9 @@ fn openapi() -> Response<Full<Bytes>> {
 #[derive(Serialize)]
 struct Success<'a> {
     result: &'a RawValue,
+    /// Session cells only: `repr()` of a last expression that is not JSON.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    display: Option<&'a str>,
     stdout: String,
     stderr: String,
     duration_ms: f64,
@@ -262,7 +289,7 @@ pub fn execute_error(error: ExecuteError, request_id: &str) -> ApiError {
     }
 }
 
-fn success(report: RunReport, request_id: &str) -> Result<Response<Full<Bytes>>, ApiError> {
+pub(super) fn success(report: RunReport, request_id: &str) -> Result<Response<Full<Bytes>>, ApiError> {
     if report.outcome != Outcome::Ok {
         return Err(ApiError::Script(Box::new(report)));
     }
@@ -276,6 +303,7 @@ fn success(report: RunReport, request_id: &str) -> Result<Response<Full<Bytes>>,
         StatusCode::OK,
         &Success {
             result,
+            display: report.display.as_deref(),
             stdout: output_text(&report.stdout),
             stderr: output_text(&report.stderr),
             duration_ms: report.duration_ms,
@@ -288,7 +316,7 @@ fn success(report: RunReport, request_id: &str) -> Result<Response<Full<Bytes>>,
     ))
 }
 
-fn authorize(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(super) fn authorize(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
     match &app.auth {
         Some(auth) if !auth.allows(headers) => Err(ApiError::Unauthorized),
         _ => Ok(()),

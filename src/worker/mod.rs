@@ -14,6 +14,7 @@
 
 pub mod cgroup;
 mod faults;
+mod notebook;
 pub mod nsjail;
 pub mod seccomp_policy;
 mod spawn;
@@ -36,6 +37,7 @@ use cgroup::delegated::{self, CapHits, WorkerCgroup};
 use cgroup::CgroupPlan;
 use faults::{proc_state, ProcState};
 pub use faults::{Component, FaultSink};
+pub use notebook::Cell;
 pub use spawn::StderrTail;
 
 /// How long past a run's own timeout the zygote may take to report before
@@ -467,6 +469,17 @@ impl Worker {
             max_figures: job.max_figures,
             max_figures_bytes: job.max_figures_bytes,
         });
+        self.exchange(request, id, deadline).await
+    }
+
+    /// Sends one request and waits up to `deadline` for its `result`
+    /// (shared by runs and by session openings and cells).
+    pub(crate) async fn exchange(
+        &mut self,
+        request: ToWorker,
+        id: u64,
+        deadline: Duration,
+    ) -> Result<RunReport, WorkerError> {
         let memory_before = self.memory_count();
         self.in_run = true;
         let pids = self.pids;

@@ -11,6 +11,8 @@ Layout (data flows one way, top to bottom):
                   service from src/worker/seccomp_policy.rs) on the run init.
 - ``runner``      inside the run: compile, exec, call ``main()``, report.
 - ``session``     zygote side of one run: hand-off, capture, deadline, verdict.
+- ``notebook``    zygote side of a notebook session: a spare kept alive, fed cells.
+- ``cells``       inside a session's runner: the cell loop (globals persist).
 - ``protocol``    supervisor <-> zygote frames (u32 BE length + msgpack).
 - ``inputs``      the request's input files, written into the run's /tmp.
 - ``figures``     matplotlib: imported in the zygote, open figures rendered to PNG.

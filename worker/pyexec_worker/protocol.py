@@ -129,6 +129,29 @@ class RunRequest:
 
 
 @dataclass(frozen=True)
+class SessionOpen:
+    """A ``session`` frame: turn a spare into this worker's notebook session."""
+
+    id: int
+    memory_bytes: int
+    timeout_ms: int  # the session's CPU backstop (its whole lifetime)
+    files: tuple[InputFile, ...] = ()
+
+
+@dataclass(frozen=True)
+class CellRequest:
+    """A ``cell`` frame: the next cell of the worker's notebook session."""
+
+    id: int
+    script: str
+    timeout_ms: int
+    max_output_bytes: int
+    max_result_bytes: int
+    max_figures: int = 0
+    max_figures_bytes: int = 0
+
+
+@dataclass(frozen=True)
 class Ping:
     """A ``ping`` frame."""
 
@@ -154,7 +177,7 @@ def _u64(msg: dict[str, Any], key: str) -> int:
     return value
 
 
-def parse_request(msg: dict[str, Any]) -> RunRequest | Ping:
+def parse_request(msg: dict[str, Any]) -> RunRequest | SessionOpen | CellRequest | Ping:
     """Turn a decoded supervisor frame into a typed request."""
     kind = msg["type"]
     if kind == "ping":
@@ -165,6 +188,15 @@ def parse_request(msg: dict[str, Any]) -> RunRequest | Ping:
             raise ProtocolError("run: field 'script' must be a str")
         ints = {key: _u64(msg, key) for key in _RUN_FIELDS}
         return RunRequest(script=script, files=_files(msg.get("files")), **ints)
+    if kind == "session":
+        ints = {key: _u64(msg, key) for key in ("id", "memory_bytes", "timeout_ms")}
+        return SessionOpen(files=_files(msg.get("files")), **ints)
+    if kind == "cell":
+        script = msg.get("script")
+        if not isinstance(script, str):
+            raise ProtocolError("cell: field 'script' must be a str")
+        keys = ("id", "timeout_ms", "max_output_bytes", "max_result_bytes", "max_figures", "max_figures_bytes")
+        return CellRequest(script=script, **{key: _u64(msg, key) for key in keys})
     raise ProtocolError(f"unexpected message type {kind!r}")
 
 
@@ -243,6 +275,10 @@ class RunResult:
     # [{"format": "png", "data": bytes, "width": int, "height": int}, ...]
     figures: list[dict[str, Any]] = field(default_factory=list)
     figures_truncated: bool = False
+    # Notebook session answers only (``session``/``cell`` frames): the
+    # repr() of a non-JSON last expression, and whether the session ended.
+    display: str | None = None
+    session_ended: bool | None = None
 
     def to_message(self) -> dict[str, Any]:
         assert self.outcome in OUTCOMES, self.outcome
@@ -261,6 +297,9 @@ class RunResult:
             "usage": self.usage,
             "figures": self.figures,
             "figures_truncated": self.figures_truncated,
+            **(
+                {"display": self.display, "session_ended": self.session_ended} if self.session_ended is not None else {}
+            ),
         }
 
 

@@ -24,11 +24,12 @@ from collections import deque
 import numpy
 import pandas
 
-from . import figures, libc, protocol, runcgroup, session, verdict
+from . import figures, libc, notebook, protocol, runcgroup, session, verdict
 from .config import ZygoteConfig, parse_args
 from .forkserver import ForkServer, ForkServerError
+from .notebook import Notebook, NotebookError
 from .pools import SparePool
-from .protocol import FrameReader, Ping, ProtocolError, RunRequest, RunResult
+from .protocol import CellRequest, FrameReader, Ping, ProtocolError, RunRequest, RunResult, SessionOpen
 from .session import Spare, SpareError, log_fault
 from .warmup import warm_up
 
@@ -58,7 +59,9 @@ class Zygote:
         self.cfg = cfg
         self.control = control
         self.reader = FrameReader(cfg.max_frame_bytes)
-        self.pending: deque[RunRequest | Ping] = deque()
+        self.pending: deque[RunRequest | SessionOpen | CellRequest] = deque()
+        self.notebook: Notebook | None = None  # this worker's session, if it hosts one
+        self.session_open: SessionOpen | None = None  # what opened it (its memory, for the verdict)
         self.dying: set[int] = set()  # killed run inits not yet reaped
         self.leaves: list[runcgroup.Leaf] = []  # cgroups of retired runs, to remove
         self.leaf_busy_since: dict[str, float] = {}  # leaf name -> first refused rmdir
@@ -92,7 +95,7 @@ class Zygote:
             else:
                 self.pending.append(request)
 
-    def next_request(self) -> RunRequest:
+    def next_request(self) -> RunRequest | SessionOpen | CellRequest:
         while not self.pending:
             self.on_control()
         return self.pending.popleft()
@@ -198,6 +201,8 @@ class Zygote:
         ``RUN_ATTEMPTS`` such failures the answer is ``worker_lost`` (the
         supervisor retries on another worker).
         """
+        if not self.pools:
+            return session.lost_result(req, "this worker hosts a session and serves no run")
         pool = self.pool_for(req)
         why = ""
         for _attempt in range(RUN_ATTEMPTS):
@@ -212,7 +217,7 @@ class Zygote:
                 self.retire(spare)
         return session.lost_result(req, f"the service lost {RUN_ATTEMPTS} sandboxes before the run started: {why}")
 
-    def cap_run(self, spare: Spare, req: RunRequest) -> None:
+    def cap_run(self, spare: Spare, req: RunRequest | SessionOpen) -> None:
         """Write the request's memory into the spare's leaf (one read, one write).
 
         The leaf may hold the run's ``memory`` plus one ``/tmp`` of files
@@ -229,7 +234,7 @@ class Zygote:
             # No user code ran; an uncapped run must not start.
             raise SpareError(str(exc)) from None
 
-    def after_run(self, spare: Spare, req: RunRequest, result: RunResult) -> RunResult:
+    def after_run(self, spare: Spare, req: RunRequest | SessionOpen, result: RunResult) -> RunResult:
         """``memory_limit`` when the run's own leaf hit its limit and counted an
         OOM kill; ``worker_lost`` when the kill came from the worker's cap."""
         if spare.leaf is None:
@@ -241,12 +246,82 @@ class Zygote:
             return result
         return dataclasses.replace(result, outcome=outcome, error=error, result=None, traceback=None, figures=[])
 
+    def serve_notebook(self, req: SessionOpen | CellRequest) -> RunResult:
+        """Open this worker's session on a spare, or run its next cell."""
+        if isinstance(req, CellRequest):
+            book = self.notebook
+            if book is None or not book.alive:
+                return notebook.ended_result(req.id, "this worker hosts no live session")
+            result = book.cell(req, self.control.fileno(), self.on_control)
+            if not book.alive and self.session_open is not None:
+                # The session's leaf, capped once with its memory, judges an
+                # OOM kill as for a run.
+                result = self.after_run(book.spare, self.session_open, result)
+            if not book.alive:
+                self.retire(book.spare)
+                self.notebook = None
+            return result
+        if not self.pools:
+            return notebook.lost_result(req.id, "this worker hosted a session already; it opens no other")
+        # A plain spare: it is ready as soon as the worker is (the plotting
+        # pool may still be importing matplotlib), and an idle session does
+        # not carry matplotlib's pages; a cell that draws imports it once.
+        pool = self.plain
+        why = ""
+        for _attempt in range(RUN_ATTEMPTS):
+            spare = self.take_spare(pool)
+            book = Notebook(spare)
+            try:
+                # SECURITY: the whole session (every cell's processes) stays
+                # within its memory, as a run does; no leaf cap, no session.
+                self.cap_run(spare, req)
+                result = book.open(req, self.control.fileno(), self.on_control)
+            except SpareError as exc:
+                why = str(exc)
+                log_fault("spare", f"{pool.name} spare could not be capped for a session, retrying: {why}")
+                self.retire(spare)
+                continue
+            except NotebookError as exc:
+                why = str(exc)
+                log_fault("spare", f"{pool.name} spare lost before its session started, retrying: {why}")
+                self.retire(spare)
+                continue
+            if not book.alive:
+                self.retire(spare)
+                return result
+            self.notebook = book  # the loop closes the pools once it answered
+            self.session_open = req
+            return result
+        why = f"the service lost {RUN_ATTEMPTS} sandboxes before the session started: {why}"
+        return notebook.lost_result(req.id, why)
+
+    def close_pools(self) -> None:
+        """A session's worker serves nothing else (the service stops it when
+        the session ends): its other spares and its fork servers go, and
+        their memory with them (two thirds of an idle worker's)."""
+        for pool in self.pools:
+            for spare in (*pool.ready, *pool.building.values()):
+                self.retire(spare)
+            pool.ready.clear()
+            pool.building.clear()
+            pool.built_at.clear()
+            pool.asked.clear()
+            pool.forks.kill()
+            if pool.standby is not None:
+                pool.standby.kill()
+                pool.standby = None
+        self.pools = []
+
     def loop(self) -> int:
         while True:
             self.top_up()
             if self.pending:
-                result = self.serve_run(self.pending.popleft())
+                request = self.pending.popleft()
+                run = isinstance(request, RunRequest)
+                result = self.serve_run(request) if run else self.serve_notebook(request)
                 self.send(protocol.fit_result(result, self.cfg.max_frame_bytes))
+                if self.notebook is not None and self.pools:
+                    self.close_pools()  # after the answer: off the create's path
             else:
                 self.wait()
 
@@ -265,6 +340,9 @@ class Zygote:
         self.plain.add_ready(spare)
 
     def shutdown(self) -> None:
+        if self.notebook is not None:
+            self.notebook.spare.discard()
+            self.notebook = None
         for pool in self.pools:
             self.leaves.extend(s.leaf for s in (*pool.ready, *pool.building.values()) if s.leaf is not None)
             pool.shutdown()

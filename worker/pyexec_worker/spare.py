@@ -23,7 +23,7 @@ import socket
 import sys
 from dataclasses import dataclass, replace
 
-from . import idlewalk, isolation, libc, runcgroup, runner, seccomp, usage
+from . import cells, idlewalk, isolation, libc, runcgroup, runner, seccomp, usage
 from .config import ZygoteConfig
 
 # Largest request a runner accepts (the zygote already capped the frame).
@@ -174,7 +174,11 @@ def _run_runner(ends: ChildEnds) -> None:
         runner.prefault()
         _report(ends.status, "ready")
         idlewalk.wait_for_request(ends.request)
-        request = _read_all(ends.request)
+        head = os.read(ends.request, 1)
+        if head == cells.SESSION_MARK:
+            # A notebook session: this runner serves cells until EOF.
+            cells.serve(ends.request, ends.result, ends.status, _report)  # never returns
+        request = head + _read_all(ends.request)
         # Closed before "start": a runner that still holds its request pipe
         # has not said "start" (the fault suite relies on this to tell a
         # waiting runner from a running one).
