@@ -1,8 +1,9 @@
 """``bench/run.py --compare REF``: this build against another commit's, A/B in one run.
 
 Owns building REF (its binary and its worker, from ``git archive`` of the
-commit, compiled into ``target/bench-compare`` so a second run reuses the
-build), running both services side by side on the same host, alternating
+commit into ``target/bench-compare/src-COMMIT``, compiled into
+``target/bench-compare`` so a second run reuses the build), running both
+services side by side on the same host, alternating
 the same measurements between them round by round, and the table of both
 columns with their ratio. Code and host speed are told apart: both columns
 see the same host at the same time, and the fork floor measured in the same
@@ -11,6 +12,7 @@ run says how fast this host forks. Must not decide pass or fail.
 
 from __future__ import annotations
 
+import shutil
 import statistics
 import subprocess
 from pathlib import Path
@@ -24,7 +26,7 @@ from pyexec_bench.proc_accounting import worker_memory
 from pyexec_bench.service import Service
 
 
-def build_ref(ref: str, into: Path) -> tuple[Path, Path]:
+def build_ref(ref: str) -> tuple[Path, Path]:
     """(binary, worker dir) of commit ``ref``, built from its own sources."""
     commit = subprocess.run(
         ["git", "-C", str(ROOT), "rev-parse", "--verify", f"{ref}^{{commit}}"],
@@ -32,13 +34,16 @@ def build_ref(ref: str, into: Path) -> tuple[Path, Path]:
         text=True,
         check=True,
     ).stdout.strip()
-    src = into / f"src-{commit[:12]}"
-    src.mkdir(parents=True, exist_ok=True)
+    # Under target/ (not a 0700 temp dir): the jail's uid must traverse to
+    # the worker directory, as it does to /opt/pyexec/worker.
+    target = ROOT / "target/bench-compare"
+    src = target / f"src-{commit[:12]}"
+    shutil.rmtree(src, ignore_errors=True)
+    src.mkdir(parents=True)
     archive = subprocess.Popen(["git", "-C", str(ROOT), "archive", commit], stdout=subprocess.PIPE)
     subprocess.run(["tar", "-x", "-C", str(src)], stdin=archive.stdout, check=True)
     if archive.wait() != 0:
         raise RuntimeError(f"git archive {commit} failed")
-    target = ROOT / "target/bench-compare"
     log(f"building {ref} ({commit[:12]}) in {src} (cargo target {target})")
     subprocess.run(
         ["cargo", "build", "--release", "--locked", "--quiet", "--target-dir", str(target)], cwd=src, check=True
@@ -66,7 +71,7 @@ def compare(
     paced_n: int,
     loop_s: float,
 ) -> dict[str, Any]:
-    ref_binary, ref_worker = build_ref(ref, tmp)
+    ref_binary, ref_worker = build_ref(ref)
     sides = {
         "this": Service(binary, workers, _dir(tmp, "this"), worker_dir=ROOT / "worker"),
         ref: Service(ref_binary, workers, _dir(tmp, "ref"), worker_dir=ref_worker),
