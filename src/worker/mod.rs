@@ -480,6 +480,13 @@ impl Worker {
         id: u64,
         deadline: Duration,
     ) -> Result<RunReport, WorkerError> {
+        if let Some(MemoryWatch::CapHits(hits)) = &self.memory_watch {
+            // v1's hit is a peak, which outlives the moment: start each
+            // exchange from the usage now (a no-op when below the cap).
+            if hits.read() > 0 {
+                hits.reset();
+            }
+        }
         let memory_before = self.memory_count();
         self.in_run = true;
         let pids = self.pids;
