@@ -1,7 +1,8 @@
 """Services for the SDK tests: the real pyexec binary and sandbox (see pyexec_service.py).
 
-``service``: 2 workers, an API token, small body and result limits so that the
-413 and ``result_too_large`` answers can be provoked. ``tiny``: 1 worker and a
+``service``: 2 workers, an API token, sessions on (``--max-sessions 2``: they are
+off by default), small body and result limits so that the 413 and
+``result_too_large`` answers can be provoked. ``tiny``: 1 worker and a
 0.2 s queue timeout, to provoke ``overloaded``.
 """
 
@@ -35,6 +36,8 @@ def service(token: str) -> Iterator[Service]:
         str(MAX_BODY_BYTES),
         "--max-result-bytes",
         str(MAX_RESULT_BYTES),
+        "--max-sessions",
+        "2",
     ).start()
     yield svc
     svc.stop()
