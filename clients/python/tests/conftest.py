@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from pyexec_service import Service  # noqa: E402
-from service_limits import MAX_BODY_BYTES, MAX_RESULT_BYTES  # noqa: E402
+from service_limits import MAX_BODY_BYTES, MAX_FILES_BYTES, MAX_RESULT_BYTES  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -34,6 +34,8 @@ def service(token: str) -> Iterator[Service]:
         token,
         "--max-body-bytes",
         str(MAX_BODY_BYTES),
+        "--max-files-bytes",
+        str(MAX_FILES_BYTES),
         "--max-result-bytes",
         str(MAX_RESULT_BYTES),
         "--max-sessions",
