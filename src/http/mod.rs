@@ -23,11 +23,11 @@ mod auth;
 mod body;
 mod connections;
 pub mod error;
-mod files;
+pub(crate) mod files;
 mod multipart;
 pub mod request;
 pub mod routes;
-mod sessions;
+pub(crate) mod sessions;
 mod stall;
 mod strict_json;
 

@@ -86,6 +86,7 @@ impl App {
 
     /// Serves the session routes from `sessions`.
     pub fn with_sessions(mut self, sessions: Sessions) -> Self {
+        self.mcp = self.mcp.take().map(|endpoint| endpoint.with_sessions(sessions.clone()));
         self.sessions = Some(sessions);
         self
     }

@@ -70,7 +70,7 @@ async fn dispatch(
         ([], _) => Err(ApiError::MethodNotAllowed { allow: "POST" }),
         ([id], &Method::GET) if !id.is_empty() => info(sessions, id),
         ([id], &Method::DELETE) if !id.is_empty() => {
-            sessions.close(id).map_err(session_error)?;
+            sessions.close(id).map_err(api_error)?;
             let mut response = Response::new(Full::new(Bytes::new()));
             *response.status_mut() = StatusCode::NO_CONTENT;
             Ok(response)
@@ -112,7 +112,7 @@ async fn create(
         idle_timeout: seconds(&fields, "idle_timeout")?,
         files: parse_files(fields.get("files"), caps).map_err(ApiError::InvalidRequest)?,
     };
-    let created = sessions.create(spec).await.map_err(session_error)?;
+    let created = sessions.create(spec).await.map_err(api_error)?;
     let created = created.map_err(ApiError::Script)?;
     let body = CreatedBody {
         id: created.id,
@@ -123,8 +123,7 @@ async fn create(
 }
 
 fn info(sessions: &Sessions, id: &str) -> Result<Response<Full<Bytes>>, ApiError> {
-    let SessionInfo { created_at, last_used_at, expires_at, calls } =
-        sessions.info(id).map_err(session_error)?;
+    let SessionInfo { created_at, last_used_at, expires_at, calls } = sessions.info(id).map_err(api_error)?;
     let body = InfoBody {
         id,
         created_at: rfc3339(created_at),
@@ -159,7 +158,7 @@ async fn execute(
         }
     };
     let timeout = seconds(&fields, "timeout")?;
-    let report = sessions.run(id, code, timeout).await.map_err(session_error)?;
+    let report = sessions.run(id, code, timeout).await.map_err(api_error)?;
     tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "session cell answered");
     success(report, "session")
 }
@@ -216,7 +215,8 @@ fn mib(fields: &Map<String, Value>, name: &str) -> Result<Option<u64>, ApiError>
     }
 }
 
-fn session_error(error: SessionError) -> ApiError {
+/// The API error a session error answers as.
+pub(crate) fn api_error(error: SessionError) -> ApiError {
     match error {
         SessionError::NotFound => ApiError::SessionNotFound,
         SessionError::Busy => ApiError::SessionBusy,

@@ -6,8 +6,9 @@
 //! literal; it runs like any other script (same sandbox, limits, figures,
 //! stdout/stderr capture). This module owns rendering that script and
 //! reading back what it returns; it must not decide anything about the
-//! sandbox. When stateful sessions exist, a one-cell session can replace
-//! the wrapper without changing what the tools return ([`CellAnswer`]).
+//! sandbox. `run_python` keeps it rather than a throwaway one-cell session:
+//! sessions are off by default and each takes a worker of its own, where
+//! this runs on a pool worker's pre-forked spare (docs/sessions.md).
 
 use serde::Deserialize;
 use serde_json::Value;

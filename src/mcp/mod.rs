@@ -13,14 +13,17 @@
 //!
 //! The endpoint is stateless (no `Mcp-Session-Id`): every POST carries
 //! one JSON-RPC message and gets one JSON answer, so it holds no memory
-//! between requests and any replica can answer any request. State between
-//! tool calls will be the service's own sessions, not MCP's.
+//! between requests. State between tool calls is the service's own
+//! sessions (`session_run`, `session_close` over [`crate::session`]),
+//! named by the `session_id` argument, not MCP's.
 
 mod cell;
 pub mod jsonrpc;
 pub mod metrics;
 pub mod result;
 pub mod run_python;
+pub mod session_close;
+pub mod session_run;
 pub mod tools;
 
 use std::convert::Infallible;
@@ -36,6 +39,7 @@ use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use crate::config::LimitsConfig;
 use crate::executor::Executor;
 use crate::metrics::{Metrics, MetricsError};
+use crate::session::Sessions;
 use metrics::McpMetrics;
 use tools::Tools;
 
@@ -48,6 +52,8 @@ pub type McpBody = BoxBody<Bytes, Infallible>;
 /// The `/mcp` endpoint.
 #[derive(Clone)]
 pub struct McpEndpoint {
+    tools: Tools,
+    max_body_bytes: u64,
     service: StreamableHttpService<Tools, NeverSessionManager>,
 }
 
@@ -63,27 +69,17 @@ impl McpEndpoint {
         max_body_bytes: u64,
     ) -> Result<Self, MetricsError> {
         let tools = Tools::new(executor, limits, McpMetrics::register(metrics)?);
-        let config = StreamableHttpServerConfig::default()
-            .with_legacy_session_mode(false)
-            .with_json_response(true)
-            .with_sse_keep_alive(None)
-            .with_sse_retry(None)
-            .with_max_request_body_bytes(usize::try_from(max_body_bytes).unwrap_or(usize::MAX))
-            // SECURITY: rmcp's Host allow-list (loopback names only) guards a
-            // desktop server against DNS rebinding; pyexec is a network
-            // service reached under any name, guarded by --api-token and
-            // --listen. A browser page is still stopped: every cross-site
-            // (and same-site) POST from a browser carries `Origin`, and any
-            // request that carries one is refused (403); MCP clients are
-            // not browsers and send none.
-            .disable_allowed_hosts()
-            .enforce_origin_validation();
-        let service = StreamableHttpService::new(
-            move || Ok(tools.clone()),
-            Arc::new(NeverSessionManager::default()),
-            config,
-        );
-        Ok(Self { service })
+        let service = service(tools.clone(), max_body_bytes);
+        Ok(Self { tools, max_body_bytes, service })
+    }
+
+    /// The same endpoint with the session tools on `sessions` (listed only
+    /// when sessions are on, `--max-sessions` above 0).
+    #[must_use]
+    pub fn with_sessions(self, sessions: Sessions) -> Self {
+        let tools = self.tools.with_sessions(sessions);
+        let service = service(tools.clone(), self.max_body_bytes);
+        Self { tools, max_body_bytes: self.max_body_bytes, service }
     }
 
     /// Answers one request whose body was already read.
@@ -95,4 +91,23 @@ impl McpEndpoint {
         }
         self.service.handle(Request::from_parts(parts, Full::new(body))).await
     }
+}
+
+fn service(tools: Tools, max_body_bytes: u64) -> StreamableHttpService<Tools, NeverSessionManager> {
+    let config = StreamableHttpServerConfig::default()
+        .with_legacy_session_mode(false)
+        .with_json_response(true)
+        .with_sse_keep_alive(None)
+        .with_sse_retry(None)
+        .with_max_request_body_bytes(usize::try_from(max_body_bytes).unwrap_or(usize::MAX))
+        // SECURITY: rmcp's Host allow-list (loopback names only) guards a
+        // desktop server against DNS rebinding; pyexec is a network
+        // service reached under any name, guarded by --api-token and
+        // --listen. A browser page is still stopped: every cross-site
+        // (and same-site) POST from a browser carries `Origin`, and any
+        // request that carries one is refused (403); MCP clients are
+        // not browsers and send none.
+        .disable_allowed_hosts()
+        .enforce_origin_validation();
+    StreamableHttpService::new(move || Ok(tools.clone()), Arc::new(NeverSessionManager::default()), config)
 }

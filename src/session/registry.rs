@@ -312,6 +312,11 @@ impl Sessions {
         .await;
     }
 
+    /// Whether sessions are on (`--max-sessions` above 0).
+    pub fn enabled(&self) -> bool {
+        self.inner.config.max_sessions > 0
+    }
+
     /// How many sessions are open.
     pub fn open_count(&self) -> usize {
         self.lock().open.len()

@@ -1,4 +1,5 @@
-"""The MCP tests' service: the real pyexec with an API token, shared by the module.
+"""The MCP tests' service: the real pyexec with an API token and sessions on
+(``--max-sessions 2``; they are off by default), shared by the module.
 
 The starter is the SDK tests' (clients/python/tests/pyexec_service.py); see there
 for which binary and sandbox it runs.
@@ -25,6 +26,6 @@ def token() -> str:
 
 @pytest.fixture(scope="session")
 def service(token: str) -> Iterator[Service]:
-    svc = Service("--api-token", token).start()
+    svc = Service("--api-token", token, "--max-sessions", "2").start()
     yield svc
     svc.stop()

@@ -62,7 +62,7 @@ def test_initialize_and_tool_schemas(service: Service, token: str) -> None:
             assert info.capabilities.tools is not None
             listed = await session.list_tools()
             tools = {tool.name: tool for tool in listed.tools}
-            assert set(tools) == {"run_python"}, "session tools arrive with the session API"
+            assert set(tools) == {"run_python", "session_run", "session_close"}
             tool = tools["run_python"]
             schema = tool.input_schema
             assert schema["type"] == "object"
@@ -77,6 +77,18 @@ def test_initialize_and_tool_schemas(service: Service, token: str) -> None:
             for declared in (schema, tool.output_schema):  # both are valid JSON Schema
                 jsonschema.validators.validator_for(declared).check_schema(declared)
             assert {"result", "stdout", "stderr"} <= set(tool.output_schema["required"])
+            session_run = tools["session_run"]
+            schema = session_run.input_schema
+            assert schema["required"] == ["code"] and schema["additionalProperties"] is False
+            assert set(schema["properties"]) == {"code", "session_id", "files", "timeout"}
+            assert session_run.output_schema is not None
+            assert {"session_id", "session_ended", "result"} <= set(session_run.output_schema["required"])
+            assert "session_id" in session_run.description and "session_close" in session_run.description
+            close = tools["session_close"].input_schema
+            assert close["required"] == ["session_id"] and set(close["properties"]) == {"session_id"}
+            for declared in (schema, session_run.output_schema, close):
+                jsonschema.validators.validator_for(declared).check_schema(declared)
+            assert "session_run" in (info.instructions or "")
 
     run(go)
 

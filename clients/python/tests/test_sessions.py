@@ -1,11 +1,10 @@
 """Sessions through the SDK (the sessions API of issue 14: POST /sessions,
 POST /sessions/{id}/execute, GET and DELETE /sessions/{id}).
 
-SKIPPED ONLY on a build without sessions: when ``POST /sessions`` answers 404
-``not_found`` (the route does not exist). Any other answer runs the tests, so a
-build with sessions that answers wrongly fails them. The SDK's session methods
-were written from the issue's API before that branch was merged; run these
-after merging it.
+The ``service`` fixture turns sessions on (``--max-sessions 2``; they are off by
+default). SKIPPED ONLY on a build without sessions: when ``POST /sessions``
+answers 404 ``not_found`` (the route does not exist). Any other answer runs the
+tests, so a build with sessions that answers wrongly fails them.
 """
 
 from __future__ import annotations
