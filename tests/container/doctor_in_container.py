@@ -18,7 +18,7 @@ import time
 import tally
 from tally import check
 
-EXPECTED = {"userns", "privileges", "cgroup", "nsjail", "venv", "seccomp", "jail", "tmp", "cpus", "memory"}
+EXPECTED = {"userns", "privileges", "cgroup", "run-cgroup", "nsjail", "venv", "seccomp", "jail", "tmp", "cpus", "memory"}
 
 
 def doctor(image: str, workers: int, privileged: bool) -> tuple[int, dict | None, str, float]:
