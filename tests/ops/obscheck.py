@@ -25,6 +25,7 @@ import re
 import sys
 import urllib.parse
 import urllib.request
+from pathlib import Path
 
 PASSED = 0
 FAILED = 0
@@ -79,30 +80,10 @@ BUCKETS = {
     "pyexec_run_duration_seconds": LATENCY_BUCKETS,
     "pyexec_worker_start_duration_seconds": START_BUCKETS,
 }
-# docs/contract.md, error kinds
-KINDS = {
-    "ok",
-    "invalid_json",
-    "invalid_request",
-    "unauthorized",
-    "not_found",
-    "method_not_allowed",
-    "payload_too_large",
-    "unsupported_media_type",
-    "request_timeout",
-    "syntax_error",
-    "missing_main",
-    "runtime_error",
-    "result_not_json",
-    "result_too_large",
-    "timeout",
-    "memory_limit",
-    "killed",
-    "worker_lost",
-    "overloaded",
-    "unavailable",
-    "internal",
-}
+# The error kinds: docs/openapi.json's ErrorKind (which tests/openapi.rs ties
+# to the code), plus "ok".
+SPEC = Path(__file__).resolve().parents[2] / "docs/openapi.json"
+KINDS = {"ok", *json.loads(SPEC.read_text())["components"]["schemas"]["ErrorKind"]["enum"]}
 LABEL_VALUES = {
     ("pyexec_requests_total", "kind"): KINDS,
     ("pyexec_workers", "state"): {"idle", "busy", "starting"},
