@@ -268,6 +268,15 @@ pub struct LimitsConfig {
     pub max_figures_bytes: u64,
 }
 
+#[cfg(test)]
+impl LimitsConfig {
+    /// The limits of a service started without flags, for other modules' tests.
+    pub fn defaults() -> Self {
+        let flags = Flags::try_parse_from(["pyexec"]).expect("no flags parse");
+        flags.validate().expect("the defaults are valid").limits
+    }
+}
+
 /// The API token: its `Debug` never shows the value, so logging a config
 /// cannot leak it.
 #[derive(Clone, PartialEq, Eq)]

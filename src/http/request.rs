@@ -141,19 +141,7 @@ mod tests {
     use super::*;
 
     fn limits() -> LimitsConfig {
-        LimitsConfig {
-            default_timeout: Duration::from_secs(10),
-            max_timeout: Duration::from_secs(60),
-            default_memory_mib: 256,
-            min_memory_mib: 16,
-            max_memory_mib: 1024,
-            max_output_bytes: 1 << 20,
-            max_result_bytes: 4 << 20,
-            max_files: 16,
-            max_files_bytes: 8 << 20,
-            max_figures: 8,
-            max_figures_bytes: 4 << 20,
-        }
+        LimitsConfig::defaults()
     }
 
     fn parse(body: &str) -> Result<Job, ApiError> {

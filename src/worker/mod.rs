@@ -480,14 +480,15 @@ impl Worker {
         id: u64,
         deadline: Duration,
     ) -> Result<RunReport, WorkerError> {
-        if let Some(MemoryWatch::CapHits(hits)) = &self.memory_watch {
-            // v1's hit is a peak, which outlives the moment: start each
-            // exchange from the usage now (a no-op when below the cap).
-            if hits.read() > 0 {
+        let mut memory_before = self.memory_count();
+        if let Some(MemoryWatch::CapHits(hits @ CapHits::V1(_))) = &self.memory_watch {
+            // v1's hit is a peak, which outlives the moment: start from the
+            // usage now (only when a peak still sits at the cap).
+            if memory_before > 0 {
                 hits.reset();
+                memory_before = hits.read();
             }
         }
-        let memory_before = self.memory_count();
         self.in_run = true;
         let pids = self.pids;
         let io = &mut self.io;
