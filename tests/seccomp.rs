@@ -79,7 +79,7 @@ def main():
 }
 
 /// Every Python process of the jail carries the jail policy; the spares
-/// waiting for a request (run init + runner) already carry the run filter
+/// waiting for a request (run-init + runner) already carry the run filter
 /// too: it is installed off the request path.
 #[tokio::test]
 async fn zygote_has_the_jail_filter_and_idle_spares_the_run_filter() {
@@ -88,7 +88,7 @@ async fn zygote_has_the_jail_filter_and_idle_spares_the_run_filter() {
     let deadline = Instant::now() + Duration::from_secs(20);
     // Per worker: the zygote, the plain and the plotting fork server and
     // their standby copies with 1 filter; 2 plain spares and 1 plotting
-    // spare x (init + runner) with 2. The pool's worker and its hot standby
+    // spare x (run-init + runner) with 2. The pool's worker and its hot standby
     // are both started.
     let workers = 1 + pyexec::pool::HOT_STANDBY;
     let expected = BTreeMap::from([(1, 5 * workers), (2, 6 * workers)]);
@@ -102,7 +102,8 @@ async fn zygote_has_the_jail_filter_and_idle_spares_the_run_filter() {
     assert_eq!(counts, expected, "Seccomp_filters -> processes");
 }
 
-/// How many descendant python processes of `root` have N seccomp filters.
+/// How many descendant processes of `root` that run pyexec's code (the
+/// Python ones and each run's `run-init`) have N seccomp filters.
 fn python_filter_counts(root: i32) -> BTreeMap<u32, usize> {
     let mut parents = BTreeMap::new();
     let mut filters = BTreeMap::new();
@@ -113,7 +114,8 @@ fn python_filter_counts(root: i32) -> BTreeMap<u32, usize> {
             status.lines().find_map(|l| l.strip_prefix(key)).map(str::trim).unwrap_or_default().to_owned()
         };
         parents.insert(pid, field("PPid:").parse::<i32>().unwrap_or(0));
-        if field("Name:").starts_with("python") {
+        let name = field("Name:");
+        if name.starts_with("python") || name == "run-init" {
             filters.insert(pid, field("Seccomp_filters:").parse::<u32>().unwrap_or(0));
         }
     }

@@ -5,7 +5,7 @@ Layout (data flows one way, top to bottom):
 - ``serve``       the zygote's main loop: control socket, one run at a time.
 - ``forkserver``  a pristine child of the zygote that forks every spare, so no
                   run ever inherits memory that held an earlier run's data.
-- ``spare``       one pre-forked, isolated run: init (pid 1) + runner (pid 2).
+- ``spare``       one pre-forked, isolated run: run-init (pid 1) + runner (pid 2).
 - ``isolation``   namespace, mount, rlimit and capability steps (via ``libc``).
 - ``seccomp``     installs the run's syscall filter (BPF compiled by the
                   service from src/worker/seccomp_policy.rs) on the run init.

@@ -23,7 +23,7 @@ import socket
 import sys
 from collections.abc import Callable
 
-from . import libc, runcgroup, seccomp, spare
+from . import isolation, libc, runcgroup, seccomp, spare
 from .config import ZygoteConfig
 
 _MAX_ERROR = 2000
@@ -142,6 +142,13 @@ def _serve(cfg: ZygoteConfig, sock: socket.socket) -> None:
     # raises and reports it.
     with contextlib.suppress(seccomp.SeccompError):
         seccomp.prepare(cfg.seccomp_bpf)
+    # The native spawn, loaded once. Without it every ask is answered with
+    # the error (the zygote reports it and the worker does not start).
+    spawner: libc.RunSpawner | OSError
+    try:
+        spawner = isolation.run_spawner(sys.prefix)
+    except OSError as exc:
+        spawner = exc
     sock.send(b"r")  # prepared: from now on the zygote times our answers
     while True:
         command = sock.recv(16)
@@ -151,7 +158,9 @@ def _serve(cfg: ZygoteConfig, sock: socket.socket) -> None:
             sock = _fork_standby(cfg, sock)
             continue
         try:
-            _pid, ends = spare.fork_spare(cfg, uid, gid, sock)
+            if isinstance(spawner, OSError):
+                raise spawner
+            _pid, ends = spare.fork_spare(cfg, spawner, uid, gid, sock)
         except OSError as exc:
             sock.send(b"e" + f"fork of a spare failed: {exc}".encode()[:_MAX_ERROR])
             continue

@@ -1,8 +1,9 @@
 """The isolation steps of one run, in the order the spare applies them.
 
 Owns: which namespaces, mounts, rlimits and capabilities a run gets, each
-with a ``# SECURITY:`` note saying what it stops. Must not: fork, talk to
-the zygote or run user code (``spare`` sequences these steps).
+with a ``# SECURITY:`` note saying what it stops. Must not: fork other
+than through ``spawn_run``, talk to the zygote or run user code (``spare``
+sequences these steps).
 
 Kernel facts relied on: user_namespaces(7) (a process that creates a user
 namespace has all capabilities in it; it may map only its own uid without
@@ -75,15 +76,30 @@ def _write(path: str, text: str) -> None:
         raise OSError(exc.errno, f"writing {text.strip()!r} to {path} failed: {exc.strerror}") from None
 
 
-def clone_run_init() -> int:
-    """Create the run init: one clone(2) into all RUN_NAMESPACES.
+def native_dir(prefix: str) -> str:
+    """Where scripts/build-native.sh put the native helpers, inside the sandbox venv."""
+    return f"{prefix}/lib/pyexec"
 
-    Returns 0 in the child, which is pid 1 of the new pid namespace and must
-    call ``map_run_ids`` first. CLONE_PARENT makes it the zygote's child (the
-    caller is the fork server), so the zygote reaps it.
+
+def run_spawner(prefix: str) -> libc.RunSpawner:
+    """The native spawn of runs (the fork server loads it once)."""
+    here = native_dir(prefix)
+    return libc.RunSpawner(f"{here}/libpyexec_spawn.so", f"{here}/run-init")
+
+
+def spawn_run(spawner: libc.RunSpawner, status_fd: int, init_filter: libc.SeccompFilter | None) -> int:
+    """Create a run: its init (pid 1, the run-init program) and its runner.
+
+    One clone(2) into all RUN_NAMESPACES. Returns 0 in the runner, pid 2 of
+    the new pid namespace and the only copy of the caller's memory, which
+    must call ``map_run_ids`` first; the init's pid in the caller. The init
+    keeps only ``status_fd`` (as its fd 3) and reports the runner's end
+    there; it carries ``init_filter``, the run's syscall filter.
+    CLONE_PARENT makes the init the zygote's child (the caller is the fork
+    server), so the zygote reaps it.
     """
     try:
-        return libc.clone(RUN_NAMESPACES | libc.CLONE_PARENT)
+        return spawner.spawn(RUN_NAMESPACES | libc.CLONE_PARENT, status_fd, init_filter)
     except OSError as exc:
         raise OSError(
             exc.errno, f"{exc.strerror} - is user.max_user_namespaces 0, or is nsjail missing --proc_rw?"
@@ -97,8 +113,8 @@ def map_run_ids(outer_uid: int, outer_gid: int) -> None:
     user namespace getuid() is the overflow uid until the map is written).
     """
     # /proc/self/{uid_map,...} of a non-dumpable process belong to global root,
-    # which this user namespace cannot map: become dumpable for the writes.
-    # setup_run_init turns it off again before the runner exists.
+    # which this user namespace cannot map: become dumpable for the writes
+    # (the runner is the user's own process and stays dumpable).
     libc.prctl(libc.PR_SET_DUMPABLE, 1)
     # SECURITY: setgroups "deny" is required to write gid_map unprivileged and
     # stops the run from dropping supplementary groups to bypass group-deny ACLs.
@@ -109,8 +125,8 @@ def map_run_ids(outer_uid: int, outer_gid: int) -> None:
     _write("/proc/self/gid_map", f"{RUN_GID} {outer_gid} 1\n")
 
 
-def setup_run_init(cfg: ZygoteConfig) -> None:
-    """Run as pid 1 of the new namespaces, before the runner is forked."""
+def setup_run(cfg: ZygoteConfig) -> None:
+    """Run in the runner (pid 2 of the new namespaces), before any user code exists."""
     # SECURITY: private propagation: mounts made here never reach the jail's
     # (or the zygote's) mount namespace.
     libc.mount(None, "/", None, libc.MS_REC | libc.MS_PRIVATE, None)
@@ -163,9 +179,6 @@ def setup_run_init(cfg: ZygoteConfig) -> None:
         last_cap = int(f.read())
     _set_rlimits(cfg)
     _drop_capabilities(last_cap)
-    # SECURITY: the run init must not be ptrace-able or readable via
-    # /proc/1/{mem,fd} by the runner (same uid): it holds the status pipe.
-    libc.prctl(libc.PR_SET_DUMPABLE, 0)
 
 
 def bring_up_loopback() -> None:

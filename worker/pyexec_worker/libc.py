@@ -142,6 +142,53 @@ def clone(flags: int) -> int:
     return pid
 
 
+class RunSpawner:
+    """``pyexec_spawn_run`` from the native helper (worker/native/spawn.c).
+
+    Loaded once by the fork server: one call makes a run init in fresh
+    namespaces (exec'ing ``init_path``) and its runner, the only copy of the
+    caller's memory. Returns 0 in the runner and the init's pid in the
+    caller, and runs CPython's before/after-fork hooks as ``os.fork`` does.
+    """
+
+    def __init__(self, library: str, init_path: str) -> None:
+        try:
+            lib = ctypes.CDLL(library, use_errno=True)
+        except OSError as exc:
+            raise OSError(errno.ENOENT, f"{exc} - run scripts/install.sh to build the native helpers") from None
+        if not os.access(init_path, os.X_OK):
+            raise OSError(errno.ENOENT, f"{init_path} is missing - run scripts/install.sh to build the native helpers")
+        self._call = lib.pyexec_spawn_run
+        self._call.restype = ctypes.c_long
+        self._call.argtypes = [
+            ctypes.c_ulong,
+            ctypes.c_char_p,
+            ctypes.POINTER(ctypes.c_char_p),
+            ctypes.c_int,
+            ctypes.c_void_p,
+        ]
+        # Kept alive here: the init reads them while the caller waits.
+        self._path = init_path.encode()
+        self._argv = (ctypes.c_char_p * 2)(self._path, None)
+
+    def spawn(self, flags: int, status_fd: int, init_filter: SeccompFilter | None) -> int:
+        """0 in the runner, the init's pid in the caller; OSError on failure.
+
+        ``init_filter`` goes on the init before its exec.
+        """
+        api = ctypes.pythonapi
+        api.PyOS_BeforeFork()
+        fprog = None if init_filter is None else init_filter.address
+        ret = self._call(flags, self._path, self._argv, status_fd, fprog)
+        if ret == 0:
+            api.PyOS_AfterFork_Child()
+            return 0
+        api.PyOS_AfterFork_Parent()
+        if ret < 0:
+            raise OSError(-ret, f"spawning a run ({clone_flag_names(flags)}) failed: {os.strerror(-ret)}")
+        return ret
+
+
 def mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None) -> None:
     """mount(2); the error names the target and the filesystem type."""
     ret = _libc.mount(
@@ -193,6 +240,11 @@ class SeccompFilter:
             raise ValueError(f"seccomp program must be whole 8-byte instructions, got {len(program)} bytes")
         self._code = ctypes.create_string_buffer(program, len(program))
         self._fprog = _SockFprog(len(program) // 8, ctypes.addressof(self._code))
+
+    @property
+    def address(self) -> int:
+        """The ``struct sock_fprog``'s address (for the native spawn)."""
+        return ctypes.addressof(self._fprog)
 
     def install(self) -> None:
         """prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog); needs no_new_privs (or CAP_SYS_ADMIN)."""

@@ -5,8 +5,8 @@ calls are refused, EPERM/ENOSYS/kill) and the BPF program itself come from
 the service (``src/worker/seccomp_policy.rs``, compiled with seccompiler)
 through the zygote's ``--seccomp-bpf``; nothing here knows a syscall
 number. Must not: fork, touch pipes or run user code; ``spare`` installs
-the filter in the run init right after ``isolation.setup_run_init``
-(capabilities gone, no_new_privs set), so pid 1, the runner and everything
+the filter in the runner right after ``isolation.setup_run`` (capabilities
+gone, no_new_privs set), before any user code, so the runner and everything
 user code starts carry it (filters are inherited across fork, clone and
 execve and can never be removed).
 """
@@ -56,6 +56,11 @@ def prepare(program: bytes) -> libc.SeccompFilter:
     return _prepared
 
 
+def prepared() -> libc.SeccompFilter | None:
+    """The run filter ``prepare`` put in C memory, if any (the run init gets it too)."""
+    return _prepared
+
+
 def install() -> None:
     """Install the prepared run filter on the calling thread (and all it creates).
 
@@ -70,7 +75,7 @@ def install() -> None:
             "refusing to run scripts without the syscall filter"
         )
     if libc.prctl(libc.PR_GET_NO_NEW_PRIVS) != 1:
-        raise SeccompError("seccomp: no_new_privs is not set (install the filter after isolation.setup_run_init)")
+        raise SeccompError("seccomp: no_new_privs is not set (install the filter after isolation.setup_run)")
     try:
         _prepared.install()
     except OSError as exc:

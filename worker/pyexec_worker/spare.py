@@ -1,10 +1,12 @@
 """One pre-forked, isolated run: the process chain below the fork server.
 
-Owns, in the children only: the run init (pid 1 of fresh namespaces, made
-by one clone(2), then isolated and put under the seccomp filter; a reaper
-only) and the runner's bootstrap up to the point where it blocks for its
-request. Must not: hold the control socket or any zygote fd once a child
-exists, or run user code outside the runner (pid 2).
+Owns, in the children only: the runner, from the moment the native spawn
+(``isolation.spawn_run``: one clone(2) into fresh namespaces, one copy of
+the warm interpreter) returns into it as pid 2, through its isolation and
+seccomp filter, up to the point where it blocks for its request. Its init,
+pid 1, is the small run-init program (worker/native/run_init.c): it reaps
+and reports the runner's end. Must not: hold the control socket or any
+zygote fd once isolation starts, or run user code before the filter is on.
 
 Pipes (created by the fork server, zygote ends sent to the zygote):
 request (zygote -> runner, closed = end of request), result (runner ->
@@ -55,8 +57,10 @@ class ZygoteEnds:
         return [self.request, self.result, self.stdout, self.stderr, self.status]
 
 
-def fork_spare(cfg: ZygoteConfig, outer_uid: int, outer_gid: int, parent_sock: socket.socket) -> tuple[int, ZygoteEnds]:
-    """Clone the run init; return its pid and the zygote's ends."""
+def fork_spare(
+    cfg: ZygoteConfig, spawner: libc.RunSpawner, outer_uid: int, outer_gid: int, parent_sock: socket.socket
+) -> tuple[int, ZygoteEnds]:
+    """Spawn a run (init and runner); return the init's pid and the zygote's ends."""
     req_r, req_w = os.pipe()
     res_r, res_w = os.pipe()
     out_r, out_w = os.pipe()
@@ -69,7 +73,7 @@ def fork_spare(cfg: ZygoteConfig, outer_uid: int, outer_gid: int, parent_sock: s
         # The run's own cgroup, made now, while no request waits for it.
         if cfg.run_cgroup:
             leaf = runcgroup.Leaf.make(cfg.run_cgroup, cfg.run_pids)
-        pid = isolation.clone_run_init()
+        pid = isolation.spawn_run(spawner, st_w, seccomp.prepared())
     except OSError:
         for fd in (req_r, req_w, res_r, res_w, out_r, out_w, err_r, err_w, st_r, st_w):
             os.close(fd)
@@ -78,7 +82,7 @@ def fork_spare(cfg: ZygoteConfig, outer_uid: int, outer_gid: int, parent_sock: s
         raise
     if pid == 0:
         parent_sock.detach()  # its fd is closed below; never let GC close a reused number
-        _run_init(cfg, outer_uid, outer_gid, child, leaf)  # never returns
+        _run_runner(cfg, outer_uid, outer_gid, child, leaf)  # never returns
     # The zygote needs the init's pid to kill it at the deadline, and the
     # leaf to cap, read and remove it.
     _report(st_w, f"pid {pid}{runcgroup.status_field(leaf)}")
@@ -102,57 +106,33 @@ def _report(fd: int, line: str) -> None:
         os.write(fd, (line.replace("\n", " ")[:3000] + "\n").encode())
 
 
-def _run_init(cfg: ZygoteConfig, uid: int, gid: int, ends: ChildEnds, leaf: runcgroup.Leaf | None) -> None:
-    """pid 1 of the run's namespaces: isolate, fork the runner, reap."""
-    try:
-        if leaf is not None:
-            # Before anything else: every process of the run is a child of
-            # this one, so the leaf's caps and counters cover the whole run.
-            leaf.join()
-        # SECURITY: the control socket, the fork-server socket, the worker
-        # cgroup's directory fds (through which a run could reach all of
-        # cgroupfs and raise its own leaf's memory.max) and every other
-        # zygote fd are gone before anything else happens.
-        close_fds_except({0, 1, 2, ends.request, ends.result, ends.stdout, ends.stderr, ends.status})
-        ends = _raise_result_fd(ends)
-        # SECURITY: a session and process group of the run's own. Process
-        # groups span pid namespaces and kill(2) compares host uids, so
-        # without this killpg(0, SIGSTOP) in user code stopped the zygote,
-        # the fork server and the other spares (seen in the adversarial suite).
-        os.setsid()
-        isolation.map_run_ids(uid, gid)
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        devnull = os.open("/dev/null", os.O_RDWR)
-        os.dup2(devnull, 0)
-        os.dup2(devnull, 1)
-        os.close(devnull)
-        isolation.setup_run_init(cfg)
-        # SECURITY: the syscall filter goes on pid 1 before the runner
-        # exists, so every process of the run inherits it and none can shed
-        # it. A machine without a filter table raises here: the spare
-        # reports an error and no script ever runs unfiltered.
-        seccomp.install()
-        runner_pid = os.fork()
-        if runner_pid == 0:
-            _run_runner(ends)  # never returns
-        # SECURITY: init keeps only the status pipe, so EOF on the run's
-        # output pipes means every run process is gone.
-        for fd in (ends.request, ends.result, ends.stdout, ends.stderr):
-            os.close(fd)
-    except BaseException as exc:
-        _report(ends.status, f"error run init: {exc}")
-        os._exit(1)
-    while True:
-        try:
-            pid, wstatus, rusage = os.wait4(-1, 0)
-        except ChildProcessError:
-            os._exit(1)
-        if pid == runner_pid:
-            # The rusage tells the zygote what a run that died used.
-            _report(ends.status, usage.exit_line(wstatus, rusage))
-            # Exiting as pid 1 makes the kernel SIGKILL whatever the run left
-            # behind (daemons, setsid children): see pid_namespaces(7).
-            os._exit(0)
+def _isolate(cfg: ZygoteConfig, uid: int, gid: int, ends: ChildEnds, leaf: runcgroup.Leaf | None) -> ChildEnds:
+    """The runner's first steps, before anything else: isolate and filter it."""
+    if leaf is not None:
+        # Before anything else: every process of the run descends from this
+        # one, so the leaf's caps and counters cover the whole run.
+        leaf.join()
+    # SECURITY: the control socket, the fork-server socket, the worker
+    # cgroup's directory fds (through which a run could reach all of
+    # cgroupfs and raise its own leaf's memory.max) and every other
+    # zygote fd are gone before anything else happens.
+    close_fds_except({0, 1, 2, ends.request, ends.result, ends.stdout, ends.stderr, ends.status})
+    ends = _raise_result_fd(ends)
+    # SECURITY: a session and process group of the run's own. Process
+    # groups span pid namespaces and kill(2) compares host uids, so
+    # without this killpg(0, SIGSTOP) in user code stopped the zygote,
+    # the fork server and the other spares (seen in the adversarial suite).
+    os.setsid()
+    isolation.map_run_ids(uid, gid)
+    isolation.setup_run(cfg)
+    # SECURITY: the syscall filter goes on the runner before user code
+    # exists, so every process of the run inherits it and none can shed it.
+    # (The init runs only run-init, which never runs user code and which
+    # nothing in the run can signal, trace or read.) A machine without a
+    # filter table raises here: the spare reports an error and no script
+    # ever runs unfiltered.
+    seccomp.install()
+    return ends
 
 
 def _raise_result_fd(ends: ChildEnds) -> ChildEnds:
@@ -168,8 +148,9 @@ def _raise_result_fd(ends: ChildEnds) -> ChildEnds:
     return replace(ends, result=isolation.RESULT_FD)
 
 
-def _run_runner(ends: ChildEnds) -> None:
+def _run_runner(cfg: ZygoteConfig, uid: int, gid: int, ends: ChildEnds, leaf: runcgroup.Leaf | None) -> None:
     try:
+        ends = _isolate(cfg, uid, gid, ends, leaf)
         _prepare_runner(ends)
         runner.prefault()
         _report(ends.status, "ready")
@@ -235,7 +216,7 @@ def _prepare_runner(ends: ChildEnds) -> None:
         numpy.random.seed()  # None: fresh entropy from the OS
     random.seed(os.urandom(32))
     # The runner is the user's own process: normal /proc/self ownership.
-    # The init stays non-dumpable, so this opens nothing of it.
+    # The init (run-init) makes itself non-dumpable, so this opens nothing of it.
     libc.prctl(libc.PR_SET_DUMPABLE, 1)
 
 

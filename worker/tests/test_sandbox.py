@@ -522,7 +522,7 @@ def test_nothing_survives_into_the_next_run(zygote):
         "pids": ["1", "2"],
     }
     # On the host: nsjail's tree is the zygote, the fork server and the
-    # spares (an init and a runner each); nothing of the two runs is left.
+    # spares (a run-init and a runner each); nothing of the two runs is left.
     # The pong comes after the zygote has killed the first run; the fork
     # server then builds the replacement spares in the background, so wait
     # until the tree has settled before counting.
@@ -532,12 +532,15 @@ def test_nothing_survives_into_the_next_run(zygote):
     stats = [proc_stat(pid) for pid in sorted(tree)]
     assert len(tree) == EXPECTED_TREE, stats
     # The daemons of the first run called setsid(). Everything legitimate is
-    # in nsjail's session (zygote, fork server) or in the session of a spare
-    # (its init, a child of the zygote, and the init's runner).
+    # in nsjail's session (zygote, fork server, each spare's run-init, a
+    # child of the zygote) or in the session of a spare's runner (the only
+    # child of its run-init, and the leader of its own session).
     (zygote_stat,) = [s for s in stats if s["ppid"] == zygote.proc.pid]  # nsjail's child
-    spare_inits = {s["pid"] for s in stats if s["ppid"] == zygote_stat["pid"] and s["session"] == s["pid"]}
-    assert {s["session"] for s in stats} <= {zygote_stat["session"]} | spare_inits, stats
-    assert {s["comm"] for s in stats} == {"python3"}, stats
+    inits = {s["pid"] for s in stats if s["comm"] == "run-init" and s["ppid"] == zygote_stat["pid"]}
+    runners = {s["pid"] for s in stats if s["ppid"] in inits and s["session"] == s["pid"]}
+    assert len(inits) == len(runners) == sandbox.LIMITS["spares"] + 1, stats
+    assert {s["session"] for s in stats} <= {zygote_stat["session"]} | runners, stats
+    assert {s["comm"] for s in stats} == {"python3", "run-init"}, stats
 
 
 def test_numpy_and_random_reseeded_per_run(zygote):
