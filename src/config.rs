@@ -58,7 +58,7 @@ pub enum LogFormat {
     Json,
 }
 
-/// The flags as the user typed them. See the README for each one.
+/// The flags as the user typed them. docs/configuration.md lists each one.
 #[derive(Parser, Debug, Clone)]
 #[command(
     name = "pyexec",
