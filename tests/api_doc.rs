@@ -188,16 +188,30 @@ fn doc_fields(markdown: &str, spans: &[String]) -> BTreeSet<String> {
     fields
 }
 
+/// `in_spec` all named by the doc (loosely: any mention), and all the doc
+/// names strictly (as a route or field) in `in_spec`.
+fn assert_agree(
+    what: &str,
+    loosely: &BTreeSet<String>,
+    strictly: &BTreeSet<String>,
+    in_spec: &BTreeSet<String>,
+) {
+    let undocumented: Vec<_> =
+        in_spec.iter().filter(|name| !loosely.contains(*name) && !strictly.contains(*name)).collect();
+    assert!(
+        undocumented.is_empty(),
+        "{what} of docs/openapi.json that the doc never names: {undocumented:?}"
+    );
+    let unknown: Vec<_> = strictly.difference(in_spec).collect();
+    assert!(unknown.is_empty(), "{what} the doc names that docs/openapi.json lacks: {unknown:?}");
+}
+
 #[test]
 fn api_md_names_every_route_of_the_spec_and_no_other() {
     let spec = spec();
     let doc = read("docs/api.md");
     let named = doc_routes(&code_spans(&doc));
-    let routes = spec_routes(&spec);
-    let undocumented: Vec<_> = routes.difference(&named).collect();
-    assert!(undocumented.is_empty(), "routes of openapi.json that docs/api.md never names: {undocumented:?}");
-    let unknown: Vec<_> = named.difference(&routes).collect();
-    assert!(unknown.is_empty(), "routes docs/api.md names that openapi.json lacks: {unknown:?}");
+    assert_agree("routes (docs/api.md)", &named, &named, &spec_routes(&spec));
 }
 
 #[test]
@@ -205,14 +219,8 @@ fn api_md_names_every_field_of_the_spec_and_no_other() {
     let spec = spec();
     let doc = read("docs/api.md");
     let spans = code_spans(&doc);
-    let fields = spec_fields(&spec);
     let mentioned: BTreeSet<String> = spans.iter().map(|span| span.trim_matches('"').to_owned()).collect();
-    let in_examples = doc_fields(&doc, &spans);
-    let undocumented: Vec<_> =
-        fields.iter().filter(|field| !mentioned.contains(*field) && !in_examples.contains(*field)).collect();
-    assert!(undocumented.is_empty(), "fields of openapi.json that docs/api.md never names: {undocumented:?}");
-    let unknown: Vec<_> = in_examples.difference(&fields).collect();
-    assert!(unknown.is_empty(), "fields docs/api.md names that openapi.json lacks: {unknown:?}");
+    assert_agree("fields (docs/api.md)", &mentioned, &doc_fields(&doc, &spans), &spec_fields(&spec));
 }
 
 #[test]
@@ -231,10 +239,5 @@ fn the_readme_error_table_has_exactly_the_spec_kinds() {
         .filter_map(|line| line.split('|').nth(2))
         .map(|cell| cell.trim().trim_matches('`').to_owned())
         .collect();
-    let missing: Vec<_> = kinds.difference(&table).collect();
-    let extra: Vec<_> = table.difference(&kinds).collect();
-    assert!(
-        missing.is_empty() && extra.is_empty(),
-        "README error table vs ErrorKind: missing {missing:?}, extra {extra:?}"
-    );
+    assert_agree("error kinds (the README's error table)", &table, &table, &kinds);
 }
