@@ -2,7 +2,8 @@
 //! README's "Try it" curl and the request example of docs/api.md get the
 //! answers the docs show (same `result`, output and figures, the same
 //! fields), and the error example's script gets the shown kind and fields.
-//! Timing fields (`duration_ms`, `usage`) are compared by name only.
+//! Timing fields (`duration_ms`, `usage`) are compared by name only. The
+//! metrics table of docs/operations.md lists every metric the service exports.
 
 mod common;
 
@@ -78,4 +79,19 @@ async fn the_readme_and_api_md_examples_answer_as_shown() {
     let shown = json(&blocks(errors, "json")[0]);
     let got = service.run_expecting("x = 1", 422, "missing_main").await;
     assert_like(&got, &shown);
+
+    // docs/operations.md, Observability: its table names every family the
+    // service exports.
+    let metrics = service.metrics().await;
+    let operations = read("docs/operations.md");
+    let observability = section(&operations, "## Observability");
+    let exported: BTreeSet<&str> = metrics
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE pyexec_"))
+        .filter_map(|rest| rest.split(' ').next())
+        .collect();
+    assert!(exported.len() > 10, "{metrics}");
+    let missing: Vec<_> =
+        exported.iter().filter(|name| !observability.contains(&format!("`pyexec_{name}"))).collect();
+    assert!(missing.is_empty(), "metrics docs/operations.md does not list (as `pyexec_NAME`): {missing:?}");
 }
