@@ -8,7 +8,7 @@ Prints, for N trivial calls of each kind after a warm-up, interleaved, p50/p90 o
   - MCP: run_python through the official MCP Python SDK (ClientSession over
     Streamable HTTP), one initialized session for all calls;
 and the SDK's overhead over raw HTTP (p50 difference). Loopback only; bounded
-by N. Numbers for the README come from here.
+by N. Its numbers are kept in bench/results/mcp-sdk.md.
 """
 
 from __future__ import annotations

@@ -58,7 +58,7 @@ pub enum LogFormat {
     Json,
 }
 
-/// The flags as the user typed them. See the README for each one.
+/// The flags as the user typed them. docs/configuration.md lists each one.
 #[derive(Parser, Debug, Clone)]
 #[command(
     name = "pyexec",
@@ -248,7 +248,7 @@ pub struct LimitsConfig {
     pub default_timeout: Duration,
     /// Largest timeout a request may ask for.
     pub max_timeout: Duration,
-    /// Memory (bytes) when the request gives none.
+    /// Memory (MiB) when the request gives none.
     pub default_memory_mib: u64,
     /// Smallest memory limit (MiB) a request may ask for.
     pub min_memory_mib: u64,
@@ -450,6 +450,52 @@ fn body_cap(given: Option<u64>, max_files: u64, max_files_bytes: u64) -> Result<
     }
 }
 
+/// `mib` MiB in bytes; an error naming `flag` when that does not fit in 64
+/// bits (a wrapped size would silently become a tiny cap).
+fn mib_bytes(flag: &'static str, mib: u64) -> Result<u64, ConfigError> {
+    mib.checked_mul(MIB)
+        .ok_or_else(|| ConfigError::new(flag, format!("{mib} MiB is more bytes than 64 bits can count")))
+}
+
+/// The largest frame a worker may send or receive: a run request (script
+/// and input files, both decoded from one body, so bounded by it) or a
+/// result with both output streams and the figures, plus room for the
+/// envelope. It must fit the codec's 4 GiB length field.
+fn frame_cap(limits: &LimitsConfig, max_body_bytes: u64) -> Result<u64, ConfigError> {
+    let answer = limits
+        .max_output_bytes
+        .checked_mul(2)
+        .and_then(|output| output.checked_add(limits.max_result_bytes))
+        .and_then(|answer| answer.checked_add(limits.max_figures_bytes));
+    answer
+        .and_then(|answer| answer.max(max_body_bytes).checked_add(64 * 1024))
+        .filter(|&frame| frame <= u64::from(u32::MAX))
+        .ok_or_else(|| {
+            ConfigError::new(
+                "max-result-bytes",
+                "--max-result-bytes + 2 x --max-output-bytes + --max-figures-bytes, and --max-body-bytes, \
+                 must each fit a 4 GiB frame: lower them",
+            )
+        })
+}
+
+/// The worker cgroup's memory cap: room for the zygote and the spare (512
+/// MiB), the run's own limit and its tmpfs mounts (/tmp and /dev/shm, each
+/// --tmp-size-mib).
+fn worker_memory_cap(max_memory_mib: u64, tmp_size_bytes: u64) -> Result<u64, ConfigError> {
+    max_memory_mib
+        .checked_add(512)
+        .and_then(|mib| mib.checked_mul(MIB))
+        .and_then(|bytes| bytes.checked_add(TMPFS_PER_RUN.checked_mul(tmp_size_bytes)?))
+        .ok_or_else(|| {
+            ConfigError::new(
+                "max-memory-mib",
+                "--max-memory-mib + 512 MiB + 2 x --tmp-size-mib (the worker cgroup's cap) is more bytes \
+                 than 64 bits can count: lower them",
+            )
+        })
+}
+
 fn positive(flag: &'static str, value: u64) -> Result<u64, ConfigError> {
     if value == 0 {
         return Err(ConfigError::new(flag, "must be greater than 0"));
@@ -500,8 +546,9 @@ impl Flags {
             token => token.map(ApiToken),
         };
         let max_connections = within("max-connections", self.max_connections, 1..=1_000_000)?;
-        let tmp_size_bytes = positive("tmp-size-mib", self.tmp_size_mib)? * MIB;
-        let max_file_size_bytes = positive("max-file-size-mib", self.max_file_size_mib)? * MIB;
+        let tmp_size_bytes = mib_bytes("tmp-size-mib", positive("tmp-size-mib", self.tmp_size_mib)?)?;
+        let max_file_size_bytes =
+            mib_bytes("max-file-size-mib", positive("max-file-size-mib", self.max_file_size_mib)?)?;
         let max_files = within("max-files", self.max_files, 0..=1000)?;
         // The runner writes the files into the run's /tmp under the run's own
         // RLIMIT_FSIZE: a cap over either would fail inside the run instead of
@@ -515,14 +562,21 @@ impl Flags {
         let max_body_bytes = body_cap(self.max_body_bytes, max_files, self.max_files_bytes)?;
         let max_figures = within("max-figures", self.max_figures, 0..=64)?;
         let max_figures_bytes = positive("max-figures-bytes", self.max_figures_bytes)?;
-        // A frame carries either a run request (script and input files, both
-        // decoded from one body, so bounded by it) or a result with both
-        // output streams and the figures; leave room for the envelope.
-        let max_frame_bytes =
-            max_body_bytes.max(max_result_bytes + 2 * max_output_bytes + max_figures_bytes) + 64 * 1024;
-        if max_frame_bytes > u64::from(u32::MAX) {
-            return Err(ConfigError::new("max-result-bytes", "result plus output must fit a 4 GiB frame"));
-        }
+        let limits = LimitsConfig {
+            default_timeout,
+            max_timeout,
+            default_memory_mib: self.default_memory_mib,
+            min_memory_mib: self.min_memory_mib,
+            max_memory_mib: self.max_memory_mib,
+            max_output_bytes,
+            max_result_bytes,
+            max_files,
+            max_files_bytes: self.max_files_bytes,
+            max_figures,
+            max_figures_bytes,
+        };
+        let max_frame_bytes = frame_cap(&limits, max_body_bytes)?;
+        let worker_memory_bytes = worker_memory_cap(self.max_memory_mib, tmp_size_bytes)?;
         let session_max_memory_mib = self.session_max_memory_mib.unwrap_or(self.max_memory_mib);
         if !(self.min_memory_mib..=self.max_memory_mib).contains(&session_max_memory_mib) {
             // The worker cgroup is sized for --max-memory-mib.
@@ -562,19 +616,7 @@ impl Flags {
                 max_connections,
                 mcp: self.mcp == Switch::On,
             },
-            limits: LimitsConfig {
-                default_timeout,
-                max_timeout,
-                default_memory_mib: self.default_memory_mib,
-                min_memory_mib: self.min_memory_mib,
-                max_memory_mib: self.max_memory_mib,
-                max_output_bytes,
-                max_result_bytes,
-                max_files,
-                max_files_bytes: self.max_files_bytes,
-                max_figures,
-                max_figures_bytes,
-            },
+            limits,
             sandbox: SandboxConfig {
                 nsjail: self.nsjail,
                 python: self.sandbox_python,
@@ -606,10 +648,7 @@ impl Flags {
                     uid => uid,
                 },
                 max_frame_bytes,
-                // Room for the zygote, the spare, the run's own limit and
-                // its tmpfs mounts (/tmp and /dev/shm), each --tmp-size-mib.
-                worker_memory_bytes: (self.max_memory_mib + 512) * MIB
-                    + TMPFS_PER_RUN * self.tmp_size_mib * MIB,
+                worker_memory_bytes,
                 start_timeout: seconds("worker-start-timeout-secs", self.worker_start_timeout_secs, 600.0)?,
             },
             pool: PoolConfig {
@@ -791,5 +830,27 @@ mod tests {
         }
         let flags = Flags::try_parse_from(["pyexec", "--cgroup-parent", "/kubepods/pod1"]).expect("parses");
         assert_eq!(flags.validate().expect("valid").sandbox.cgroup_parent, Some("/kubepods/pod1".into()));
+    }
+
+    #[test]
+    fn derived_sizes_that_overflow_are_refused_naming_the_flags() {
+        let huge = u64::MAX.to_string();
+        let refused = |args: &[&str]| parse(args).expect_err("overflow must be refused");
+        let err = refused(&["--tmp-size-mib", &huge]);
+        assert_eq!(err.flag, "tmp-size-mib");
+        assert!(err.reason.contains("64 bits"), "{err}");
+        let err = refused(&["--max-file-size-mib", &huge]);
+        assert_eq!(err.flag, "max-file-size-mib");
+        // The worker cgroup's cap: max memory + 512 MiB + 2 x /tmp.
+        let err = refused(&["--max-memory-mib", &(u64::MAX / MIB).to_string()]);
+        assert_eq!(err.flag, "max-memory-mib");
+        assert!(err.reason.contains("--tmp-size-mib"), "{err}");
+        // Output and result whose sum wraps around u64, not just past 4 GiB.
+        let err = refused(&["--max-output-bytes", &(u64::MAX / 2).to_string(), "--max-result-bytes", "4096"]);
+        assert_eq!(err.flag, "max-result-bytes");
+        assert!(err.reason.contains("--max-output-bytes"), "{err}");
+        // Past 4 GiB without wrapping: the same error.
+        let err = refused(&["--max-output-bytes", &(3 * 1024 * MIB).to_string()]);
+        assert_eq!(err.flag, "max-result-bytes");
     }
 }

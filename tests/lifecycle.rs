@@ -6,6 +6,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{binary, sample, worker_copy, Service};
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
 use serde_json::json;
 
 fn run_binary(args: &[&str]) -> (i32, String) {
@@ -56,8 +58,9 @@ fn children(pid: u32) -> Vec<u32> {
         .collect()
 }
 
-fn signal(pid: u32, name: &str) {
-    let _ = Command::new("kill").arg(format!("-{name}")).arg(pid.to_string()).status();
+fn signal(pid: u32, signal: Signal) {
+    let pid = Pid::from_raw(i32::try_from(pid).expect("pid fits"));
+    nix::sys::signal::kill(pid, signal).unwrap_or_else(|err| panic!("kill({pid}, {signal}): {err}"));
 }
 
 #[tokio::test]
@@ -73,7 +76,7 @@ async fn a_stopped_zygote_is_found_and_its_request_retried_on_another_worker() {
     // most), kills the worker and runs the request once more elsewhere:
     // the client gets its normal answer, not a verdict against its script.
     let cgroup = common::worker_cgroup_of(zygote[0]).expect("the zygote is in a worker cgroup");
-    signal(zygote[0], "STOP");
+    signal(zygote[0], Signal::SIGSTOP);
     let started = Instant::now();
     let answer = service.ok("def main():\n    return 1").await;
     assert_eq!(answer["result"], 1);
@@ -98,7 +101,7 @@ async fn a_stopped_zygote_is_found_and_its_request_retried_on_another_worker() {
 async fn a_worker_that_dies_while_idle_is_replaced() {
     let service = Service::start(&["--workers", "1"]).await;
     let jails = children(service.child.id());
-    signal(jails[0], "KILL");
+    signal(jails[0], Signal::SIGKILL);
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(service.ok("def main():\n    return 'fresh'").await["result"], "fresh");
     let metrics = service.metrics().await;
@@ -150,7 +153,7 @@ async fn sandbox_that_cannot_restart_answers_unavailable_with_the_reason() {
     // so no replacement zygote can start.
     std::fs::remove_file(service.worker_dir.path().join("zygote.py")).expect("remove zygote.py");
     let jails = children(service.child.id());
-    signal(jails[0], "KILL");
+    signal(jails[0], Signal::SIGKILL);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let response = service.post_execute(&json!({"script": "def main():\n    return 1"})).await;
     assert_eq!(response.status(), 503);

@@ -2,7 +2,7 @@
 //!
 //! Only `/execute` and `/mcp` are guarded: `/health`, `/ready` and `/metrics` stay open
 //! because the orchestrator's probes and the Prometheus scraper carry no
-//! secrets and reveal none (see the README, section Configuration). This
+//! secrets and reveal none (see docs/api.md, section Authentication). This
 //! module decides "token right or not"; the answer (401 with
 //! `WWW-Authenticate: Bearer`) is the error table's job.
 

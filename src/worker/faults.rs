@@ -105,10 +105,11 @@ mod tests {
     fn a_stopped_child_reads_as_stopped() {
         let mut child = std::process::Command::new("sleep").arg("30").spawn().expect("sleep runs");
         let pid = child.id();
-        let kill = |sig: &str| {
-            std::process::Command::new("kill").args([sig, &pid.to_string()]).status().expect("kill runs")
+        let kill = |signal| {
+            let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).expect("pid fits"));
+            nix::sys::signal::kill(pid, signal).expect("kill(2) a child of ours");
         };
-        kill("-STOP");
+        kill(nix::sys::signal::Signal::SIGSTOP);
         let mut state = ProcState::Running;
         for _ in 0..100 {
             state = proc_state(pid);
@@ -118,7 +119,7 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
         assert_eq!(state, ProcState::Stopped);
-        kill("-KILL");
+        kill(nix::sys::signal::Signal::SIGKILL);
         let _ = child.wait();
         assert_eq!(proc_state(pid), ProcState::Gone);
     }

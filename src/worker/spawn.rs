@@ -16,9 +16,12 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
-use tokio::io::AsyncReadExt;
+use bytes::BytesMut;
+use futures_util::StreamExt;
+use tokio::io::AsyncRead;
 use tokio::net::UnixStream;
-use tokio::process::{Child, ChildStderr, Command};
+use tokio::process::{Child, Command};
+use tokio_util::codec::{Decoder, FramedRead, LinesCodec, LinesCodecError};
 
 use super::cgroup::delegated::{WorkerCgroup, MEMORY_DIR_FD, PIDS_DIR_FD};
 use super::faults::{Component, FaultSink};
@@ -144,32 +147,77 @@ pub fn spawn(
     Ok(Spawned { child, control, stderr })
 }
 
-/// Reads the worker's stderr in bounded chunks: a line longer than
-/// `MAX_LINE` is cut, so a misbehaving worker cannot grow our memory. The
+/// Reads the worker's stderr line by line into the log and the tail. The
 /// zygote's `fault` lines (faults it absorbed below itself) are counted.
-async fn drain_stderr(worker: u64, mut pipe: ChildStderr, tail: StderrTail, faults: FaultSink) {
-    const MAX_LINE: usize = 4096;
-    let emit = |line: &[u8]| {
-        let line = String::from_utf8_lossy(line).into_owned();
+async fn drain_stderr(worker: u64, pipe: impl AsyncRead + Unpin, tail: StderrTail, faults: FaultSink) {
+    let mut lines = FramedRead::new(pipe, StderrLines(LinesCodec::new_with_max_length(MAX_STDERR_LINE)));
+    while let Some(Ok(line)) = lines.next().await {
         if let Some(component) = Component::from_log_line(&line) {
             faults(component);
         }
         tracing::warn!(worker, line = %line, "worker stderr");
         tail.push(line);
-    };
-    let mut chunk = [0u8; 8192];
-    let mut line = Vec::with_capacity(256);
-    while let Ok(n @ 1..) = pipe.read(&mut chunk).await {
-        for &byte in &chunk[..n] {
-            if byte == b'\n' {
-                emit(&line);
-                line.clear();
-            } else if line.len() < MAX_LINE {
-                line.push(byte);
+    }
+}
+
+/// The longest stderr line kept.
+const MAX_STDERR_LINE: usize = 4096;
+
+/// `LinesCodec` whose per-line errors become a short notice line, so that
+/// the stream goes on with the next line: a line longer than
+/// `MAX_STDERR_LINE` bytes (so a misbehaving worker cannot grow our memory)
+/// or one that is not UTF-8. FramedRead would end the stream at an error
+/// and, at the pipe's end, lose the lines still buffered.
+struct StderrLines(LinesCodec);
+
+impl StderrLines {
+    fn notice(decoded: Result<Option<String>, LinesCodecError>) -> std::io::Result<Option<String>> {
+        match decoded {
+            Ok(line) => Ok(line),
+            Err(LinesCodecError::MaxLineLengthExceeded) => {
+                Ok(Some(format!("(a stderr line over {MAX_STDERR_LINE} bytes, dropped)")))
             }
+            Err(LinesCodecError::Io(err)) if err.kind() == std::io::ErrorKind::InvalidData => {
+                Ok(Some("(a stderr line that is not UTF-8, dropped)".to_owned()))
+            }
+            Err(LinesCodecError::Io(err)) => Err(err),
         }
     }
-    if !line.is_empty() {
-        emit(&line);
+}
+
+impl Decoder for StderrLines {
+    type Item = String;
+    type Error = std::io::Error;
+
+    fn decode(&mut self, buf: &mut BytesMut) -> std::io::Result<Option<String>> {
+        Self::notice(self.0.decode(buf))
+    }
+
+    fn decode_eof(&mut self, buf: &mut BytesMut) -> std::io::Result<Option<String>> {
+        Self::notice(self.0.decode_eof(buf))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn stderr_lines_reach_the_tail_and_bad_ones_are_noticed_not_kept() {
+        let long = "x".repeat(5000);
+        let input = format!("first\n{long}\nafter long\n").into_bytes();
+        let mut input = input;
+        input.extend_from_slice(b"\xff\xfe\npyexec zygote: fault spare: gone\nno newline at the end");
+        let tail = StderrTail::default();
+        let counted = Arc::new(Mutex::new(Vec::new()));
+        let sink = counted.clone();
+        let faults: FaultSink = Arc::new(move |component| sink.lock().expect("lock").push(component));
+        drain_stderr(7, input.as_slice(), tail.clone(), faults).await;
+        assert_eq!(
+            tail.joined(),
+            "first | (a stderr line over 4096 bytes, dropped) | after long | \
+             (a stderr line that is not UTF-8, dropped) | pyexec zygote: fault spare: gone | no newline at the end"
+        );
+        assert_eq!(*counted.lock().expect("lock"), vec![Component::Spare]);
     }
 }

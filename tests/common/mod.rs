@@ -16,6 +16,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use serde_json::{json, Value};
 
 pub struct Service {
@@ -205,15 +207,15 @@ impl Service {
     }
 
     pub fn signal(&self, signal: i32) {
-        // SAFETY-free: kill(2) through the std Command of the `kill` binary.
-        let status = Command::new("kill").arg(format!("-{signal}")).arg(self.child.id().to_string()).status();
-        assert!(status.expect("kill ran").success());
+        let signal = Signal::try_from(signal).expect("a known signal number");
+        kill(Pid::from_raw(self.pid()), signal)
+            .unwrap_or_else(|err| panic!("kill(service, {signal}): {err}"));
     }
 }
 
 impl Drop for Service {
     fn drop(&mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = kill(Pid::from_raw(self.pid()), Signal::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {

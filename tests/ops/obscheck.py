@@ -51,7 +51,7 @@ def check(cond, msg, detail=""):
 
 
 # --------------------------------------------------------------- exposition
-# docs/internals.md, section Metrics
+# docs/operations.md, section Observability
 FAMILIES = {
     "pyexec_requests_total": ("counter", {"kind"}),
     "pyexec_request_duration_seconds": ("histogram", set()),

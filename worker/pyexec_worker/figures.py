@@ -1,7 +1,8 @@
-"""matplotlib figures: imported once in the zygote, rendered in the runner.
+"""matplotlib figures: imported once in the plotting fork server (never in
+the zygote or the plain fork server), rendered in the runner.
 
 Owns: importing matplotlib with the Agg backend and its prebuilt font cache
-(zygote warm-up), the cheap "is any figure open?" check, rendering the
+(the plotting fork server's warm-up), the cheap "is any figure open?" check, rendering the
 pyplot figures still open when ``main()`` returns to PNG under the run's
 count and byte caps, and reading a PNG's size from its IHDR chunk.
 Must not: render or import anything when no figure is open (a run that
