@@ -26,39 +26,32 @@ fn kinds() -> BTreeSet<String> {
     ErrorKind::ALL.iter().map(ToString::to_string).collect()
 }
 
-fn bless() -> bool {
-    std::env::var_os("PYEXEC_BLESS").is_some()
-}
-
-#[test]
-fn errors_md_is_generated_from_the_kinds() {
-    let generated = error_table::markdown();
-    if bless() {
-        std::fs::write(path("docs/errors.md"), &generated).expect("write docs/errors.md");
+/// `relative` holds `generated` (written there first under `PYEXEC_BLESS`).
+fn assert_current(relative: &str, generated: &str) {
+    if std::env::var_os("PYEXEC_BLESS").is_some() {
+        std::fs::write(path(relative), generated).unwrap_or_else(|e| panic!("write {relative}: {e}"));
     }
     assert!(
-        read("docs/errors.md") == generated,
-        "docs/errors.md is stale: run `PYEXEC_BLESS=1 cargo test --test error_kinds` and commit it"
+        read(relative) == generated,
+        "{relative} is stale: run `PYEXEC_BLESS=1 cargo test --test error_kinds` and commit it"
     );
 }
 
 #[test]
+fn errors_md_is_generated_from_the_kinds() {
+    assert_current("docs/errors.md", &error_table::markdown());
+}
+
+#[test]
 fn readme_error_table_is_generated_from_the_kinds() {
-    let readme = read("README.md");
-    let generated = error_table::readme_with_table(&readme).unwrap_or_else(|| {
+    let generated = error_table::readme_with_table(&read("README.md")).unwrap_or_else(|| {
         panic!(
             "README.md has no generated error table: put the lines {:?} and {:?} where it goes",
             error_table::README_BEGIN,
             error_table::README_END
         )
     });
-    if bless() {
-        std::fs::write(path("README.md"), &generated).expect("write README.md");
-    }
-    assert!(
-        read("README.md") == generated,
-        "README.md's error table is stale: run `PYEXEC_BLESS=1 cargo test --test error_kinds` and commit it"
-    );
+    assert_current("README.md", &generated);
 }
 
 /// The spec's `ErrorKind` description ("400: invalid_json, invalid_request.

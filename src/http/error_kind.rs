@@ -6,6 +6,10 @@
 //! ([`crate::http::error_table`]) and the dashboards' checks
 //! (`tests/error_kinds.rs`) all start from [`ErrorKind::ALL`].
 //!
+//! The 422 kinds are also [`Outcome`]'s names: `Outcome` is the msgpack
+//! wire type, `ErrorKind` the JSON API's, kept apart on purpose and tied by
+//! the exhaustive [`ErrorKind::of_outcome`] and its test.
+//!
 //! Adding a kind: add the variant here (the compiler then asks for its
 //! status and its table text), then run `cargo test --test error_kinds
 //! --test openapi`; they name every file that does not know it yet.
