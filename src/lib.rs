@@ -45,4 +45,5 @@ pub mod pool;
 pub mod protocol;
 pub mod session;
 pub mod supervisor;
+mod vocabulary;
 pub mod worker;

@@ -10,34 +10,14 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
+use crate::http::error_kind::ErrorKind;
 use crate::worker::{Component, RecycleReason};
 
-/// Request outcome kinds: `ok` plus every error kind of the contract.
-pub const REQUEST_KINDS: [&str; 23] = [
-    "ok",
-    "invalid_json",
-    "invalid_request",
-    "unauthorized",
-    "not_found",
-    "method_not_allowed",
-    "payload_too_large",
-    "unsupported_media_type",
-    "request_timeout",
-    "syntax_error",
-    "missing_main",
-    "runtime_error",
-    "result_not_json",
-    "result_too_large",
-    "timeout",
-    "memory_limit",
-    "killed",
-    "overloaded",
-    "unavailable",
-    "worker_lost",
-    "internal",
-    "session_not_found",
-    "session_busy",
-];
+/// The `kind` label values of `pyexec_requests_total`, all pre-registered:
+/// `ok` plus every [`ErrorKind`].
+pub fn request_kinds() -> impl Iterator<Item = &'static str> {
+    std::iter::once("ok").chain(ErrorKind::ALL.iter().map(|kind| kind.as_str()))
+}
 
 /// Buckets for request, queue and run durations: dense around the 1-5 ms
 /// fast path, reaching the longest allowed timeout.
@@ -181,7 +161,7 @@ impl Metrics {
         registry.register(Box::new(metrics.http_connections_refused.clone()))?;
         registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
         // Pre-create every label so rates start at 0 instead of being absent.
-        for kind in REQUEST_KINDS {
+        for kind in request_kinds() {
             metrics.requests.with_label_values(&[kind]);
         }
         for reason in RecycleReason::ALL {
@@ -274,9 +254,10 @@ mod tests {
         ] {
             assert!(text.contains(&format!("# HELP {name} ")), "{name} missing");
         }
-        assert!(text.contains(r#"pyexec_requests_total{kind="memory_limit"} 0"#));
-        assert!(text.contains(r#"pyexec_requests_total{kind="request_timeout"} 0"#));
-        assert!(text.contains(r#"pyexec_requests_total{kind="worker_lost"} 0"#));
+        for kind in request_kinds() {
+            let line = format!(r#"pyexec_requests_total{{kind="{kind}"}} 0"#);
+            assert!(text.lines().any(|l| l == line), "{line} missing");
+        }
         assert!(text.contains(r#"pyexec_worker_faults_total{component="fork_server"} 0"#));
         assert!(text.contains(r#"pyexec_worker_recycles_total{reason="startup_failure"} 0"#));
     }

@@ -140,32 +140,36 @@ pub struct ReadyInfo {
     pub pandas: String,
 }
 
-/// How a run ended, as the zygote saw it.
+crate::vocabulary::vocabulary! {
+/// How a run ended, as the zygote saw it. The strings are the msgpack
+/// wire values (serde's snake_case names; `protocol_tests.rs` checks they
+/// agree) and the Python worker's `Outcome` (`tests/vocabulary.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// main() returned a JSON value.
-    Ok,
+    Ok = "ok",
     /// The script does not compile.
-    SyntaxError,
+    SyntaxError = "syntax_error",
     /// No callable `main` after the script ran.
-    MissingMain,
+    MissingMain = "missing_main",
     /// An uncaught exception (including `SystemExit`).
-    RuntimeError,
+    RuntimeError = "runtime_error",
     /// main() returned something that is not JSON.
-    ResultNotJson,
+    ResultNotJson = "result_not_json",
     /// The serialized result is over the limit.
-    ResultTooLarge,
+    ResultTooLarge = "result_too_large",
     /// The run hit its wall-clock (or CPU) limit.
-    Timeout,
+    Timeout = "timeout",
     /// The run hit its memory limit.
-    MemoryLimit,
+    MemoryLimit = "memory_limit",
     /// The run died by a signal or exited without a result.
-    Killed,
+    Killed = "killed",
     /// Not the script's doing: the zygote lost the run's sandbox (its init
     /// was killed from outside, or every spare tried died before user code
     /// started). The supervisor retries once, then answers 503.
-    WorkerLost,
+    WorkerLost = "worker_lost",
+}
 }
 
 /// The zygote's report of one run.
@@ -207,6 +211,30 @@ pub struct RunReport {
     /// Session answers only: whether the session ended with this answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_ended: Option<bool>,
+}
+
+impl RunReport {
+    /// A report the service makes up (no run, no output): `outcome` with
+    /// `error` as its message.
+    pub fn synthesized(outcome: Outcome, error: Option<String>) -> Self {
+        Self {
+            id: 0,
+            outcome,
+            result: None,
+            error,
+            traceback: None,
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            stdout_truncated: false,
+            stderr_truncated: false,
+            duration_ms: 0.0,
+            usage: None,
+            figures: Vec::new(),
+            figures_truncated: false,
+            display: None,
+            session_ended: None,
+        }
+    }
 }
 
 /// Resources one run used (see `docs/internals.md`, "Resource usage").

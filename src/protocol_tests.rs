@@ -328,3 +328,13 @@ fn deep_nesting_is_an_error_not_a_stack_overflow() {
         assert!(matches!(decoded, Err(ProtocolError::Decode(_))), "depth {depth}: {decoded:?}");
     }
 }
+
+#[test]
+fn outcome_strings_are_the_serde_wire_names() {
+    for outcome in Outcome::ALL {
+        let wire = serde_json::to_value(outcome).expect("serializes");
+        assert_eq!(wire, outcome.as_str(), "{outcome:?}");
+        let back: Outcome = serde_json::from_value(wire).expect("deserializes");
+        assert_eq!(back, *outcome);
+    }
+}

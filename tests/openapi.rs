@@ -6,14 +6,11 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
 use clap::CommandFactory;
 use common::Service;
 use pyexec::config::Flags;
-use pyexec::http::error::ApiError;
-use pyexec::metrics::REQUEST_KINDS;
-use pyexec::protocol::{Outcome, RunReport};
+use pyexec::http::error::{ApiError, ErrorKind};
 use serde_json::{json, Value};
 
 fn spec_file() -> String {
@@ -49,53 +46,10 @@ fn kinds_of(spec: &Value, response: &Value) -> BTreeSet<String> {
     narrowed.as_array().expect("enum").iter().map(|k| k.as_str().expect("kind").to_string()).collect()
 }
 
-/// One error of each kind the service can answer, made through the same
-/// `ApiError` -> response table the handlers use.
+/// Every error the service can answer: each [`ErrorKind`]'s examples, made
+/// through the same `ApiError` -> response table the handlers use.
 fn every_api_error() -> Vec<ApiError> {
-    let script = |outcome| {
-        ApiError::Script(Box::new(RunReport {
-            id: 1,
-            outcome,
-            result: None,
-            error: None,
-            traceback: None,
-            stdout: Vec::new(),
-            stderr: Vec::new(),
-            stdout_truncated: false,
-            stderr_truncated: false,
-            duration_ms: 0.0,
-            usage: None,
-            figures: Vec::new(),
-            figures_truncated: false,
-            display: None,
-            session_ended: None,
-        }))
-    };
-    vec![
-        ApiError::InvalidJson("x".into()),
-        ApiError::InvalidRequest("x".into()),
-        ApiError::Unauthorized,
-        ApiError::NotFound,
-        ApiError::MethodNotAllowed { allow: "GET" },
-        ApiError::RequestTimeout { limit: Duration::from_secs(1) },
-        ApiError::PayloadTooLarge { max: 1 },
-        ApiError::UnsupportedMediaType,
-        script(Outcome::SyntaxError),
-        script(Outcome::MissingMain),
-        script(Outcome::RuntimeError),
-        script(Outcome::ResultNotJson),
-        script(Outcome::ResultTooLarge),
-        script(Outcome::Timeout),
-        script(Outcome::MemoryLimit),
-        script(Outcome::Killed),
-        ApiError::Overloaded { retry_after: Duration::from_secs(1) },
-        ApiError::Unavailable("x".into()),
-        ApiError::WorkerLost("x".into()),
-        ApiError::Internal { request_id: "x".into() },
-        ApiError::SessionNotFound,
-        ApiError::SessionBusy,
-        ApiError::TooManySessions { max: 1 },
-    ]
+    ErrorKind::ALL.iter().flat_map(|kind| ApiError::examples(*kind)).collect()
 }
 
 #[test]
@@ -121,15 +75,14 @@ fn spec_is_openapi_3_1_with_every_path_the_service_routes() {
 #[test]
 fn error_kinds_in_the_spec_are_the_kinds_the_service_produces() {
     let spec = spec();
-    let code_kinds: BTreeSet<String> =
-        REQUEST_KINDS.iter().filter(|kind| **kind != "ok").map(|kind| kind.to_string()).collect();
+    let code_kinds: BTreeSet<String> = ErrorKind::ALL.iter().map(ToString::to_string).collect();
     let spec_kinds: BTreeSet<String> = spec["components"]["schemas"]["ErrorKind"]["enum"]
         .as_array()
         .expect("ErrorKind enum")
         .iter()
         .map(|kind| kind.as_str().expect("str").to_string())
         .collect();
-    assert_eq!(spec_kinds, code_kinds, "ErrorKind in docs/openapi.json vs metrics::REQUEST_KINDS");
+    assert_eq!(spec_kinds, code_kinds, "ErrorKind in docs/openapi.json vs src/http/error_kind.rs");
 
     // Status -> kinds, as the spec documents them: on /execute and the
     // session routes, plus the 404 and 405 every path can answer.
@@ -156,7 +109,7 @@ fn error_kinds_in_the_spec_are_the_kinds_the_service_produces() {
         answered.entry(error.status().as_u16()).or_default().insert(error.kind().to_string());
     }
     let covered: BTreeSet<String> = answered.values().flatten().cloned().collect();
-    assert_eq!(covered, code_kinds, "this test makes one ApiError of every kind in REQUEST_KINDS");
+    assert_eq!(covered, code_kinds, "ApiError::examples(kind) answers that kind, for every kind");
     assert_eq!(documented, answered, "status -> kinds: docs/openapi.json vs the ApiError table");
 }
 

@@ -394,3 +394,21 @@ async fn reapers_auth_and_the_cli() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn sessions_off_answer_sessions_disabled_which_no_retry_cures() {
+    // --max-sessions defaults to 0: sessions are off.
+    let service = Service::start(&["--workers", "1"]).await;
+    let response =
+        service.client.post(service.url("/sessions")).json(&json!({})).send().await.expect("an answer");
+    assert_eq!(response.status(), 404);
+    assert!(response.headers().get("retry-after").is_none(), "waiting does not turn sessions on");
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(body["kind"], "sessions_disabled", "{body}");
+    assert!(body["error"].as_str().is_some_and(|e| e.contains("--max-sessions")), "{body}");
+    let metrics = service.metrics().await;
+    assert!(
+        metrics.lines().any(|l| l == r#"pyexec_requests_total{kind="sessions_disabled"} 1"#),
+        "{metrics}"
+    );
+}

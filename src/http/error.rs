@@ -10,7 +10,29 @@ use hyper::header::{HeaderValue, ALLOW, CONNECTION, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Response, StatusCode};
 use serde::Serialize;
 
+pub use super::error_kind::ErrorKind;
 use crate::protocol::{Outcome, RunReport, Usage};
+
+/// The wait a client is told for a capacity answer that frees up soon (a
+/// busy pool, the connection cap, a lost worker).
+const SHORT_WAIT: Duration = Duration::from_secs(1);
+/// The wait for one that takes longer (a sandbox that cannot start, the
+/// session cap).
+const LONG_WAIT: Duration = Duration::from_secs(5);
+
+/// One row of the error table: what an [`ApiError`] answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Row {
+    /// The HTTP status, always `kind.status()`.
+    pub status: StatusCode,
+    /// The answer's `kind`.
+    pub kind: ErrorKind,
+    /// `Retry-After`, for the answers a retry can cure.
+    pub retry_after: Option<Duration>,
+    /// Whether the answer has `Connection: close` (the connection is not
+    /// reused after it).
+    pub close: bool,
+}
 
 /// Every way a request can fail.
 #[derive(Debug)]
@@ -68,6 +90,8 @@ pub enum ApiError {
         /// The limit.
         max: usize,
     },
+    /// 404 `sessions_disabled`: `--max-sessions` is 0.
+    SessionsDisabled,
     /// A bug of ours; details are in the log under the request id.
     Internal {
         /// Correlates the answer with the log line.
@@ -96,20 +120,9 @@ struct ErrorBody<'a> {
     session_ended: Option<bool>,
 }
 
-/// The contract's error kind of a failed run.
+/// The contract's error kind of a failed run (`ok` for a run that did not fail).
 pub fn outcome_kind(outcome: Outcome) -> &'static str {
-    match outcome {
-        Outcome::Ok => "ok",
-        Outcome::SyntaxError => "syntax_error",
-        Outcome::MissingMain => "missing_main",
-        Outcome::RuntimeError => "runtime_error",
-        Outcome::ResultNotJson => "result_not_json",
-        Outcome::ResultTooLarge => "result_too_large",
-        Outcome::Timeout => "timeout",
-        Outcome::MemoryLimit => "memory_limit",
-        Outcome::Killed => "killed",
-        Outcome::WorkerLost => "worker_lost",
-    }
+    ErrorKind::of_outcome(outcome).map_or("ok", ErrorKind::as_str)
 }
 
 fn default_message(outcome: Outcome) -> &'static str {
@@ -138,47 +151,85 @@ pub fn output_text(bytes: &[u8]) -> String {
 }
 
 impl ApiError {
+    /// The one row of the error table this answer is: its kind (which
+    /// decides the status), `Retry-After`, and whether the connection is
+    /// closed after it.
+    pub fn row(&self) -> Row {
+        let (kind, retry_after, close) = match self {
+            Self::InvalidJson(_) => (ErrorKind::InvalidJson, None, false),
+            Self::InvalidRequest(_) => (ErrorKind::InvalidRequest, None, false),
+            Self::Unauthorized => (ErrorKind::Unauthorized, None, false),
+            Self::NotFound => (ErrorKind::NotFound, None, false),
+            Self::MethodNotAllowed { .. } => (ErrorKind::MethodNotAllowed, None, false),
+            Self::PayloadTooLarge { .. } => (ErrorKind::PayloadTooLarge, None, false),
+            Self::UnsupportedMediaType => (ErrorKind::UnsupportedMediaType, None, false),
+            Self::RequestTimeout { .. } => (ErrorKind::RequestTimeout, None, true),
+            // A run that ended `ok` is not an error; answering it as one is
+            // a bug of the caller, told as such.
+            Self::Script(report) => {
+                (ErrorKind::of_outcome(report.outcome).unwrap_or(ErrorKind::Internal), None, false)
+            }
+            Self::Overloaded { retry_after } => (ErrorKind::Overloaded, Some(*retry_after), false),
+            Self::TooManyConnections { .. } => (ErrorKind::Overloaded, Some(SHORT_WAIT), true),
+            Self::TooManySessions { .. } => (ErrorKind::Overloaded, Some(LONG_WAIT), false),
+            Self::SessionsDisabled => (ErrorKind::SessionsDisabled, None, false),
+            Self::SessionNotFound => (ErrorKind::SessionNotFound, None, false),
+            Self::SessionBusy => (ErrorKind::SessionBusy, None, false),
+            Self::Unavailable(_) => (ErrorKind::Unavailable, Some(LONG_WAIT), false),
+            Self::WorkerLost(_) => (ErrorKind::WorkerLost, Some(SHORT_WAIT), false),
+            Self::Internal { .. } => (ErrorKind::Internal, None, false),
+        };
+        Row { status: kind.status(), kind, retry_after, close }
+    }
+
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
-        match self {
-            Self::InvalidJson(_) | Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            Self::NotFound | Self::SessionNotFound => StatusCode::NOT_FOUND,
-            Self::SessionBusy => StatusCode::CONFLICT,
-            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
-            Self::Script(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Overloaded { .. }
-            | Self::TooManyConnections { .. }
-            | Self::TooManySessions { .. }
-            | Self::Unavailable(_)
-            | Self::WorkerLost(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+        self.row().status
     }
 
     /// The contract's `kind`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::InvalidJson(_) => "invalid_json",
-            Self::InvalidRequest(_) => "invalid_request",
-            Self::Unauthorized => "unauthorized",
-            Self::NotFound => "not_found",
-            Self::MethodNotAllowed { .. } => "method_not_allowed",
-            Self::PayloadTooLarge { .. } => "payload_too_large",
-            Self::UnsupportedMediaType => "unsupported_media_type",
-            Self::RequestTimeout { .. } => "request_timeout",
-            Self::Script(report) => outcome_kind(report.outcome),
-            Self::Overloaded { .. } | Self::TooManyConnections { .. } | Self::TooManySessions { .. } => {
-                "overloaded"
-            }
-            Self::SessionNotFound => "session_not_found",
-            Self::SessionBusy => "session_busy",
-            Self::Unavailable(_) => "unavailable",
-            Self::WorkerLost(_) => "worker_lost",
-            Self::Internal { .. } => "internal",
+    pub fn kind(&self) -> ErrorKind {
+        self.row().kind
+    }
+
+    /// How long a client should wait before retrying (`Retry-After`), for
+    /// the capacity answers (503) that have one.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.row().retry_after
+    }
+
+    /// Answers of each kind, one per way the service makes it (the docs
+    /// table and the spec test are built from these).
+    pub fn examples(kind: ErrorKind) -> Vec<ApiError> {
+        let script = |outcome| vec![Self::Script(Box::new(RunReport::synthesized(outcome, None)))];
+        match kind {
+            ErrorKind::InvalidJson => vec![Self::InvalidJson("expected value at line 1 column 1".into())],
+            ErrorKind::InvalidRequest => vec![Self::InvalidRequest("field \"script\" is required".into())],
+            ErrorKind::Unauthorized => vec![Self::Unauthorized],
+            ErrorKind::NotFound => vec![Self::NotFound],
+            ErrorKind::MethodNotAllowed => vec![Self::MethodNotAllowed { allow: "POST" }],
+            ErrorKind::RequestTimeout => vec![Self::RequestTimeout { limit: Duration::from_secs(10) }],
+            ErrorKind::PayloadTooLarge => vec![Self::PayloadTooLarge { max: 1 << 20 }],
+            ErrorKind::UnsupportedMediaType => vec![Self::UnsupportedMediaType],
+            ErrorKind::SyntaxError => script(Outcome::SyntaxError),
+            ErrorKind::MissingMain => script(Outcome::MissingMain),
+            ErrorKind::RuntimeError => script(Outcome::RuntimeError),
+            ErrorKind::ResultNotJson => script(Outcome::ResultNotJson),
+            ErrorKind::ResultTooLarge => script(Outcome::ResultTooLarge),
+            ErrorKind::Timeout => script(Outcome::Timeout),
+            ErrorKind::MemoryLimit => script(Outcome::MemoryLimit),
+            ErrorKind::Killed => script(Outcome::Killed),
+            ErrorKind::Overloaded => vec![
+                Self::Overloaded { retry_after: SHORT_WAIT },
+                Self::TooManyConnections { max: 256 },
+                Self::TooManySessions { max: 4 },
+            ],
+            ErrorKind::Unavailable => vec![Self::Unavailable("nsjail not found".into())],
+            ErrorKind::WorkerLost => vec![Self::WorkerLost("worker 3 died (zygote gone)".into())],
+            ErrorKind::Internal => vec![Self::Internal { request_id: "0".into() }],
+            ErrorKind::SessionNotFound => vec![Self::SessionNotFound],
+            ErrorKind::SessionBusy => vec![Self::SessionBusy],
+            ErrorKind::SessionsDisabled => vec![Self::SessionsDisabled],
         }
     }
 
@@ -212,7 +263,7 @@ impl ApiError {
                 "no such session (it never existed, or it ended or expired); create one with POST /sessions".into()
             }
             Self::SessionBusy => "the session is running another call; wait for its answer, then retry".into(),
-            Self::TooManySessions { max: 0 } => {
+            Self::SessionsDisabled => {
                 "sessions are off on this service (--max-sessions is 0); use POST /execute".into()
             }
             Self::TooManySessions { max } => {
@@ -222,24 +273,15 @@ impl ApiError {
         }
     }
 
-    /// How long a client should wait before retrying (`Retry-After`), for
-    /// the capacity answers (503) that have one.
-    pub fn retry_after(&self) -> Option<Duration> {
-        match self {
-            Self::Overloaded { retry_after } => Some(*retry_after),
-            Self::Unavailable(_) | Self::TooManySessions { .. } => Some(Duration::from_secs(5)),
-            Self::WorkerLost(_) | Self::TooManyConnections { .. } => Some(Duration::from_secs(1)),
-            _ => None,
-        }
-    }
-
     /// The full HTTP answer.
     pub fn into_response(self) -> Response<Full<Bytes>> {
         let message = self.message();
+        let row = self.row();
+        let kind = row.kind.as_str();
         let body = match &self {
             Self::Script(report) => ErrorBody {
                 error: &message,
-                kind: self.kind(),
+                kind,
                 stdout: Some(output_text(&report.stdout)),
                 stderr: Some(output_text(&report.stderr)),
                 traceback: report.traceback.as_deref(),
@@ -250,7 +292,7 @@ impl ApiError {
             },
             _ => ErrorBody {
                 error: &message,
-                kind: self.kind(),
+                kind,
                 stdout: None,
                 stderr: None,
                 traceback: None,
@@ -260,18 +302,15 @@ impl ApiError {
                 session_ended: None,
             },
         };
-        let mut response = json_response(self.status(), &body);
+        let mut response = json_response(row.status, &body);
         let headers = response.headers_mut();
-        if let Some(wait) = self.retry_after() {
+        if let Some(wait) = row.retry_after {
             headers.insert(RETRY_AFTER, HeaderValue::from(wait.as_secs().max(1)));
         }
+        if row.close {
+            headers.insert(CONNECTION, HeaderValue::from_static("close"));
+        }
         match &self {
-            Self::TooManyConnections { .. } => {
-                headers.insert(CONNECTION, HeaderValue::from_static("close"));
-            }
-            Self::RequestTimeout { .. } => {
-                headers.insert(CONNECTION, HeaderValue::from_static("close"));
-            }
             Self::MethodNotAllowed { allow } => {
                 headers.insert(ALLOW, HeaderValue::from_static(allow));
             }

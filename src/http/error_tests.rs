@@ -13,7 +13,7 @@ fn body_of(response: Response<Full<Bytes>>) -> serde_json::Value {
 
 fn check(error: ApiError, status: u16, kind: &str) -> (hyper::HeaderMap, serde_json::Value) {
     assert_eq!(error.status().as_u16(), status);
-    assert_eq!(error.kind(), kind);
+    assert_eq!(error.kind().as_str(), kind);
     let response = error.into_response();
     assert_eq!(response.status().as_u16(), status);
     assert_eq!(response.headers()[CONTENT_TYPE], "application/json");
@@ -165,4 +165,30 @@ fn worker_lost_is_a_retriable_503_that_blames_the_service() {
     let message = body["error"].as_str().expect("str");
     assert!(message.contains("lost the worker") && message.contains("not the script"), "{message}");
     assert!(body.get("stdout").is_none());
+}
+
+#[test]
+fn sessions_disabled_is_404_without_retry_after() {
+    let (headers, body) = check(ApiError::SessionsDisabled, 404, "sessions_disabled");
+    assert!(headers.get(RETRY_AFTER).is_none(), "waiting does not turn sessions on");
+    assert!(body["error"].as_str().expect("str").contains("--max-sessions"), "{body}");
+}
+
+#[test]
+fn too_many_sessions_is_503_overloaded_with_retry_after_5() {
+    let (headers, _) = check(ApiError::TooManySessions { max: 4 }, 503, "overloaded");
+    assert_eq!(headers[RETRY_AFTER], "5");
+}
+
+#[test]
+fn every_example_answers_its_own_kind_with_that_kinds_status() {
+    for kind in ErrorKind::ALL {
+        let examples = ApiError::examples(*kind);
+        assert!(!examples.is_empty(), "{kind} has no example");
+        for error in examples {
+            let row = error.row();
+            assert_eq!((row.kind, row.status), (*kind, kind.status()), "{error:?}");
+            check(error, kind.status().as_u16(), kind.as_str());
+        }
+    }
 }

@@ -23,6 +23,8 @@ mod auth;
 mod body;
 mod connections;
 pub mod error;
+pub mod error_kind;
+pub mod error_table;
 pub(crate) mod files;
 mod multipart;
 pub mod request;

@@ -132,7 +132,7 @@ async fn mcp(
     match read.await {
         Ok(bytes) => endpoint.handle(parts, bytes).await.map(Either::Right),
         Err(error) => {
-            app.metrics.request(error.kind());
+            app.metrics.request(error.kind().as_str());
             error.into_response().map(Either::Left)
         }
     }
@@ -159,7 +159,7 @@ async fn api(
                 "/metrics" | "/openapi.json" => ApiError::MethodNotAllowed { allow: "GET" },
                 _ => ApiError::NotFound,
             };
-            app.metrics.request(error.kind());
+            app.metrics.request(error.kind().as_str());
             error.into_response()
         }
     }
@@ -244,7 +244,7 @@ async fn execute(app: &App, headers: &HeaderMap, body: &mut RequestBody) -> Resp
     let request_id = app.request_id();
     let (kind, mut response) = match handle_execute(app, headers, body, &request_id).await {
         Ok(response) => ("ok", response),
-        Err(error) => (error.kind(), error.into_response()),
+        Err(error) => (error.kind().as_str(), error.into_response()),
     };
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", value);

@@ -49,7 +49,7 @@ pub async fn route(
             response
         }
         Err(error) => {
-            app.metrics.request(error.kind());
+            app.metrics.request(error.kind().as_str());
             error.into_response()
         }
     }
@@ -220,6 +220,7 @@ pub(crate) fn api_error(error: SessionError) -> ApiError {
     match error {
         SessionError::NotFound => ApiError::SessionNotFound,
         SessionError::Busy => ApiError::SessionBusy,
+        SessionError::TooMany { max: 0 } => ApiError::SessionsDisabled,
         SessionError::TooMany { max } => ApiError::TooManySessions { max },
         SessionError::Invalid(why) => ApiError::InvalidRequest(why),
         SessionError::Unavailable(why) => {

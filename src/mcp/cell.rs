@@ -10,6 +10,7 @@
 //! sessions are off by default and each takes a worker of its own, where
 //! this runs on a pool worker's pre-forked spare (docs/sessions.md).
 
+use crate::http::error_kind::ErrorKind;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -81,7 +82,11 @@ pub fn answer(result: &[u8]) -> Result<CellAnswer, String> {
     let inner = envelope.pyexec_cell;
     Ok(match inner.error {
         // The kind becomes a metric label: only the wrapper's two count.
-        Some(error) if !["syntax_error", "runtime_error"].contains(&error.kind.as_str()) => {
+        Some(error)
+            if ![ErrorKind::SyntaxError, ErrorKind::RuntimeError]
+                .iter()
+                .any(|kind| kind.as_str() == error.kind) =>
+        {
             return Err(format!("the cell's run answered an unknown error kind {:?}", error.kind));
         }
         Some(error) => CellAnswer::Failed(error),

@@ -14,7 +14,7 @@ use rmcp::model::{CallToolResult, ContentBlock};
 use serde_json::{json, Map, Value};
 
 use super::cell::{CellAnswer, CellError};
-use crate::http::error::{output_text, ApiError};
+use crate::http::error::{output_text, ApiError, ErrorKind};
 use crate::protocol::{FigureFormat, Outcome, RunReport};
 use crate::session::SessionError;
 
@@ -38,7 +38,7 @@ pub fn from_report(report: &RunReport) -> CallToolResult {
         Ok(CellAnswer::Failed(CellError { kind, message, traceback })) => {
             failure(Map::new(), &kind, message, Some(traceback), Some(report), None)
         }
-        Err(why) => failure(Map::new(), "runtime_error", why, None, Some(report), None),
+        Err(why) => failure(Map::new(), ErrorKind::RuntimeError.as_str(), why, None, Some(report), None),
     }
 }
 
@@ -61,7 +61,7 @@ pub fn from_cell(session_id: Option<&str>, report: &RunReport) -> CallToolResult
             Ok(result) => success(head, report, result, report.display.clone()),
             Err(error) => {
                 let why = format!("the cell's value could not be read: {error}");
-                failure(head, "runtime_error", why, None, Some(report), None)
+                failure(head, ErrorKind::RuntimeError.as_str(), why, None, Some(report), None)
             }
         };
     }
@@ -86,7 +86,7 @@ pub fn from_cell(session_id: Option<&str>, report: &RunReport) -> CallToolResult
 pub fn from_session_error(error: SessionError) -> CallToolResult {
     let (kind, message, retry_after) = match error {
         SessionError::NotFound => (
-            "session_not_found",
+            ErrorKind::SessionNotFound,
             "no such session: it never existed, or it ended (closed, idle too long, past its \
              lifetime, or the service restarted) and its state is lost. Call session_run without \
              session_id to open a new session and re-run what you need."
@@ -94,15 +94,15 @@ pub fn from_session_error(error: SessionError) -> CallToolResult {
             None,
         ),
         SessionError::Busy => (
-            "session_busy",
+            ErrorKind::SessionBusy,
             "the session is still running another call; wait for that call's answer, then call \
              again (one call at a time per session)."
                 .to_string(),
             Some(1),
         ),
-        SessionError::TooMany { max: 0 } => ("sessions_disabled", DISABLED.to_string(), None),
+        SessionError::TooMany { max: 0 } => (ErrorKind::SessionsDisabled, DISABLED.to_string(), None),
         SessionError::TooMany { max } => (
-            "overloaded",
+            ErrorKind::Overloaded,
             format!(
                 "{max} sessions are open, the most this server allows: close one you no longer \
                  need with session_close, or call again in 5 s."
@@ -111,7 +111,7 @@ pub fn from_session_error(error: SessionError) -> CallToolResult {
         ),
         other => return from_error(&crate::http::sessions::api_error(other)),
     };
-    failure(Map::new(), kind, message, None, None, retry_after)
+    failure(Map::new(), kind.as_str(), message, None, None, retry_after)
 }
 
 /// A closed session's answer.
@@ -134,7 +134,7 @@ pub fn from_error(error: &ApiError) -> CallToolResult {
     if let Some(secs) = retry_after {
         message = format!("{message} (pyexec is at capacity: call the tool again in {secs} s)");
     }
-    failure(Map::new(), error.kind(), message, None, None, retry_after)
+    failure(Map::new(), error.kind().as_str(), message, None, None, retry_after)
 }
 
 fn success(

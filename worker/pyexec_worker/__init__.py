@@ -14,6 +14,7 @@ Layout (data flows one way, top to bottom):
 - ``notebook``    zygote side of a notebook session: a spare kept alive, fed cells.
 - ``cells``       inside a session's runner: the cell loop (globals persist).
 - ``protocol``    supervisor <-> zygote frames (u32 BE length + msgpack).
+- ``outcome``     ``Outcome``, the run verdicts (the Rust side's ``protocol::Outcome``).
 - ``inputs``      the request's input files, written into the run's /tmp.
 - ``figures``     matplotlib: imported in the zygote, open figures rendered to PNG.
 - ``usage``       wall/CPU/peak-RSS of a run, from the runner or its init.

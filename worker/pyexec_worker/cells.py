@@ -34,6 +34,7 @@ from typing import Any, NoReturn
 import msgpack
 
 from . import inputs, isolation, jsonify, runner, tracebacks
+from .outcome import Outcome
 from .usage import Meter
 
 SESSION_MARK = b"S"
@@ -105,14 +106,14 @@ def serve(request_fd: int, result_fd: int, status_fd: int, report: Any) -> NoRet
     sys.modules[MODULE_NAME] = module
     try:
         inputs.place(opening.get("files", ()))
-        answer: dict[str, Any] = {"outcome": "ok", "result": b"null"}
+        answer: dict[str, Any] = {"outcome": Outcome.OK, "result": b"null"}
     except inputs.InputFileError as exc:
-        answer = {"outcome": "runtime_error", "error": str(exc)}
+        answer = {"outcome": Outcome.RUNTIME_ERROR, "error": str(exc)}
     except MemoryError as exc:
-        answer = {"outcome": "memory_limit", "error": tracebacks.error_line(exc)}
+        answer = {"outcome": Outcome.MEMORY_LIMIT, "error": tracebacks.error_line(exc)}
     answer["usage"] = meter.finish()
     _answer(result_fd, answer)
-    if answer["outcome"] != "ok":
+    if answer["outcome"] != Outcome.OK:
         os._exit(0)
     number = 0
     while True:
@@ -180,10 +181,10 @@ def run_cell(namespace: dict[str, Any], cell: dict[str, Any], number: int) -> di
         compiled = compile(body, name, "exec", dont_inherit=True)
         compiled_last = compile(last, name, "eval", dont_inherit=True) if last is not None else None
     except MemoryError as exc:
-        return {"outcome": "memory_limit", "error": tracebacks.error_line(exc)}
+        return {"outcome": Outcome.MEMORY_LIMIT, "error": tracebacks.error_line(exc)}
     except Exception as exc:  # SyntaxError, ValueError (NUL bytes), RecursionError
         return {
-            "outcome": "syntax_error",
+            "outcome": Outcome.SYNTAX_ERROR,
             "error": tracebacks.syntax_error_line(exc),
             "traceback": tracebacks.format_syntax_error(exc),
         }
@@ -195,10 +196,10 @@ def run_cell(namespace: dict[str, Any], cell: dict[str, Any], number: int) -> di
         exec(compiled, namespace)
         value = eval(compiled_last, namespace) if compiled_last is not None else None
     except BaseException as exc:  # incl. SystemExit and KeyboardInterrupt
-        outcome = "memory_limit" if isinstance(exc, MemoryError) else "runtime_error"
+        outcome = Outcome.MEMORY_LIMIT if isinstance(exc, MemoryError) else Outcome.RUNTIME_ERROR
         return {"outcome": outcome, "error": tracebacks.error_line(exc), "traceback": _cell_traceback(exc)}
     message = _convert(value, cell.get("max_result_bytes", 0))
-    if message["outcome"] == "ok" and cell.get("max_figures", 0) > 0:
+    if message["outcome"] == Outcome.OK and cell.get("max_figures", 0) > 0:
         runner._add_figures(message, cell["max_figures"], cell.get("max_figures_bytes", 0))
     # Shown once, like a notebook: the next cell starts with no open figure.
     pyplot = sys.modules.get("matplotlib.pyplot")
@@ -223,19 +224,19 @@ def _cell_traceback(exc: BaseException) -> str:
 def _convert(value: Any, max_result_bytes: int) -> dict[str, Any]:
     """``result`` (JSON) for a JSON value, ``display`` (repr) for any other."""
     if value is None:
-        return {"outcome": "ok", "result": b"null"}
+        return {"outcome": Outcome.OK, "result": b"null"}
     try:
         data = jsonify.dumps(value)
     except MemoryError as exc:
-        return {"outcome": "memory_limit", "error": tracebacks.error_line(exc)}
+        return {"outcome": Outcome.MEMORY_LIMIT, "error": tracebacks.error_line(exc)}
     except BaseException:  # not JSON (or its conversion raised): show it
-        return {"outcome": "ok", "result": b"null", "display": _display(value)}
+        return {"outcome": Outcome.OK, "result": b"null", "display": _display(value)}
     if len(data) > max_result_bytes:
         return {
-            "outcome": "result_too_large",
+            "outcome": Outcome.RESULT_TOO_LARGE,
             "error": f"result is {len(data)} bytes of JSON, over the limit of {max_result_bytes} bytes",
         }
-    return {"outcome": "ok", "result": data}
+    return {"outcome": Outcome.OK, "result": data}
 
 
 def _display(value: Any) -> str:

@@ -27,11 +27,12 @@ import msgpack
 
 from . import cells, usage, verdict
 from .capture import CappedPipe
+from .outcome import Outcome
 from .protocol import CellRequest, RunRequest, RunResult, SessionOpen
 from .session import RESULT_SLACK, TEARDOWN_GRACE_S, Spare
 
 # Outcomes after which the session's interpreter cannot be trusted to go on.
-ENDING_OUTCOMES = frozenset({"timeout", "memory_limit", "killed", "worker_lost"})
+ENDING_OUTCOMES = frozenset({Outcome.TIMEOUT, Outcome.MEMORY_LIMIT, Outcome.KILLED, Outcome.WORKER_LOST})
 # How long the opening (limits + input files) may take.
 OPEN_TIMEOUT_S = 10.0
 # Caps of the opening's answer (it carries no output worth keeping).
@@ -79,7 +80,7 @@ class Notebook:
             self.alive = False
             raise NotebookError("the spare died before it took the session")
         result = self._result(req.id, exchange, _OPEN_LIMITS)
-        if result.outcome != "ok":
+        if result.outcome != Outcome.OK:
             # The runner exits after a failed opening (e.g. a bad file).
             self.alive = False
             self.spare.kill()
@@ -195,13 +196,13 @@ class Notebook:
             outcome, result, error, tb = verdict.decide(
                 timed_out=False, exit_status=spare.exit_status, message=message, req=req
             )
-            if exchange.overflow and outcome == "killed":
+            if exchange.overflow and outcome == Outcome.KILLED:
                 error = "the session wrote an oversized answer"
         else:
             message = verdict.RunnerMessage(exchange.frame)
             outcome, result, error, tb = verdict.decide(timed_out=False, exit_status=0, message=message, req=req)
             shown = message.fields.get("display") if message.fields else None
-            if outcome == "ok" and isinstance(shown, str):
+            if outcome == Outcome.OK and isinstance(shown, str):
                 display = shown[: cells.MAX_DISPLAY]
         run_usage, figures, figures_truncated = verdict.extras(message, outcome, req)
         wall_ms = (exchange.ended - exchange.started) * 1000
@@ -243,9 +244,9 @@ def _whole_frame(data: bytearray) -> bytes | None:
 
 def ended_result(id_: int, error: str) -> RunResult:
     """The answer to a cell for a worker that has no live session."""
-    return RunResult(id=id_, outcome="killed", error=error, session_ended=True)
+    return RunResult(id=id_, outcome=Outcome.KILLED, error=error, session_ended=True)
 
 
 def lost_result(id_: int, error: str) -> RunResult:
     """The answer when no spare could take the session."""
-    return RunResult(id=id_, outcome="worker_lost", error=error, session_ended=True)
+    return RunResult(id=id_, outcome=Outcome.WORKER_LOST, error=error, session_ended=True)

@@ -16,21 +16,9 @@ from typing import Any
 import msgpack
 
 from . import PROTOCOL_VERSION
+from .outcome import Outcome
 
 HEADER = struct.Struct(">I")
-
-OUTCOMES = (
-    "ok",
-    "syntax_error",
-    "missing_main",
-    "runtime_error",
-    "result_not_json",
-    "result_too_large",
-    "timeout",
-    "memory_limit",
-    "killed",
-    "worker_lost",
-)
 
 
 class ProtocolError(Exception):
@@ -261,7 +249,7 @@ class RunResult:
     """A ``result`` frame's content; ``to_message`` fixes the field order."""
 
     id: int
-    outcome: str
+    outcome: Outcome
     result: bytes | None = None
     error: str | None = None
     traceback: str | None = None
@@ -281,11 +269,10 @@ class RunResult:
     session_ended: bool | None = None
 
     def to_message(self) -> dict[str, Any]:
-        assert self.outcome in OUTCOMES, self.outcome
         return {
             "type": "result",
             "id": self.id,
-            "outcome": self.outcome,
+            "outcome": Outcome(self.outcome),  # ValueError for a name outside the vocabulary
             "result": self.result,
             "error": self.error,
             "traceback": self.traceback,
@@ -308,7 +295,7 @@ def fit_result(result: RunResult, max_frame_bytes: int) -> dict:
     while True:
         message = result.to_message()
         size = len(encode_frame(message)) - HEADER.size
-        if size <= max_frame_bytes or (result.outcome == "result_too_large" and not result.result):
+        if size <= max_frame_bytes or (result.outcome == Outcome.RESULT_TOO_LARGE and not result.result):
             return message
         if result.stdout or result.stderr:
             keep = max(len(result.stdout), len(result.stderr)) // 2
@@ -319,5 +306,5 @@ def fit_result(result: RunResult, max_frame_bytes: int) -> dict:
         if result.figures:
             result.figures, result.figures_truncated = result.figures[:-1], True
             continue
-        result.outcome, result.result, result.traceback = "result_too_large", None, None
+        result.outcome, result.result, result.traceback = Outcome.RESULT_TOO_LARGE, None, None
         result.error = f"the result frame ({size} bytes) exceeds --max-frame-bytes {max_frame_bytes}"

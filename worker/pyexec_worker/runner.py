@@ -20,6 +20,7 @@ from typing import Any
 import msgpack
 
 from . import figures, inputs, isolation, jsonify, tracebacks
+from .outcome import Outcome
 from .usage import Meter
 
 MODULE_NAME = "__script__"
@@ -41,9 +42,9 @@ def run_request(raw: bytes, meter: Meter) -> dict[str, Any]:
     try:
         inputs.place(request.get("files", ()))
     except inputs.InputFileError as exc:
-        message = _message("runtime_error", error=str(exc))
+        message = _message(Outcome.RUNTIME_ERROR, error=str(exc))
     except MemoryError as exc:
-        message = _message("memory_limit", error=tracebacks.error_line(exc))
+        message = _message(Outcome.MEMORY_LIMIT, error=tracebacks.error_line(exc))
     else:
         # Input files are modules too (`import lib` of a lib.py in `files`):
         # the run's /tmp goes last on sys.path, after the standard library
@@ -79,7 +80,7 @@ def prefault() -> None:
 
 
 def _exception_message(exc: BaseException) -> dict[str, Any]:
-    outcome = "memory_limit" if isinstance(exc, MemoryError) else "runtime_error"
+    outcome = Outcome.MEMORY_LIMIT if isinstance(exc, MemoryError) else Outcome.RUNTIME_ERROR
     return _message(outcome, error=tracebacks.error_line(exc), tb=tracebacks.format_user_traceback(exc))
 
 
@@ -88,10 +89,10 @@ def execute(script: str, max_result_bytes: int, max_figures: int = 0, max_figure
     try:
         code = compile(script, tracebacks.SCRIPT_NAME, "exec", dont_inherit=True)
     except MemoryError as exc:
-        return _message("memory_limit", error=tracebacks.error_line(exc))
+        return _message(Outcome.MEMORY_LIMIT, error=tracebacks.error_line(exc))
     except Exception as exc:  # SyntaxError, ValueError (NUL bytes), RecursionError
         error = tracebacks.syntax_error_line(exc)
-        return _message("syntax_error", error=error, tb=tracebacks.format_syntax_error(exc))
+        return _message(Outcome.SYNTAX_ERROR, error=error, tb=tracebacks.format_syntax_error(exc))
     tracebacks.register_source(script)
     module = types.ModuleType(MODULE_NAME)
     # Registered so dataclasses, pickle and typing can find the module.
@@ -100,14 +101,14 @@ def execute(script: str, max_result_bytes: int, max_figures: int = 0, max_figure
         exec(code, module.__dict__)
         main = module.__dict__.get("main")
         if main is None:
-            return _message("missing_main", error="main() is not defined")
+            return _message(Outcome.MISSING_MAIN, error="main() is not defined")
         if not callable(main):
-            return _message("missing_main", error=f"main is not callable (it is a {type(main).__name__})")
+            return _message(Outcome.MISSING_MAIN, error=f"main is not callable (it is a {type(main).__name__})")
         value = main()
     except BaseException as exc:  # incl. SystemExit and KeyboardInterrupt
         return _exception_message(exc)
     message = _serialize(value, max_result_bytes)
-    if message["outcome"] == "ok" and max_figures > 0:
+    if message["outcome"] == Outcome.OK and max_figures > 0:
         _add_figures(message, max_figures, max_figures_bytes)
     return message
 
@@ -120,17 +121,19 @@ def _add_figures(message: dict[str, Any], max_figures: int, max_bytes: int) -> N
         cause = exc.__cause__ or exc
         message.update(
             _message(
-                "runtime_error",
+                Outcome.RUNTIME_ERROR,
                 error=f"{exc}: {tracebacks.error_line(cause)}",
                 tb=tracebacks.format_user_traceback(cause),
             )
         )
         return
     except MemoryError as exc:
-        message.update(_message("memory_limit", error=f"rendering the figures: {tracebacks.error_line(exc)}"))
+        message.update(_message(Outcome.MEMORY_LIMIT, error=f"rendering the figures: {tracebacks.error_line(exc)}"))
         return
     except BaseException as exc:  # user code broke pyplot itself
-        message.update(_message("runtime_error", error=f"rendering the figures failed: {tracebacks.error_line(exc)}"))
+        message.update(
+            _message(Outcome.RUNTIME_ERROR, error=f"rendering the figures failed: {tracebacks.error_line(exc)}")
+        )
         return
     if rendered or truncated:
         message["figures"] = rendered
@@ -141,19 +144,19 @@ def _serialize(value: Any, max_result_bytes: int) -> dict[str, Any]:
     try:
         data = jsonify.dumps(value)
     except jsonify.NotJSON as exc:
-        return _message("result_not_json", error=tracebacks.cap(str(exc), 8192))
+        return _message(Outcome.RESULT_NOT_JSON, error=tracebacks.cap(str(exc), 8192))
     except MemoryError as exc:
-        return _message("memory_limit", error=tracebacks.error_line(exc))
+        return _message(Outcome.MEMORY_LIMIT, error=tracebacks.error_line(exc))
     except RecursionError:
-        return _message("result_not_json", error="result: nested too deeply to convert to JSON")
+        return _message(Outcome.RESULT_NOT_JSON, error="result: nested too deeply to convert to JSON")
     except BaseException as exc:  # user code ran during conversion (__str__, .item())
-        return _message("result_not_json", error=f"result: conversion failed: {tracebacks.error_line(exc)}")
+        return _message(Outcome.RESULT_NOT_JSON, error=f"result: conversion failed: {tracebacks.error_line(exc)}")
     if len(data) > max_result_bytes:
         return _message(
-            "result_too_large",
+            Outcome.RESULT_TOO_LARGE,
             error=f"result is {len(data)} bytes of JSON, over the limit of {max_result_bytes} bytes",
         )
-    return _message("ok", result=data)
+    return _message(Outcome.OK, result=data)
 
 
 def write_message(fd: int, message: dict[str, Any]) -> None:

@@ -21,6 +21,7 @@ import msgpack
 
 from . import runcgroup, usage, verdict
 from .capture import CappedPipe, LineReader
+from .outcome import Outcome
 from .protocol import RunRequest, RunResult
 from .spare import ZygoteEnds
 
@@ -303,7 +304,7 @@ def run(spare: Spare, req: RunRequest, control_fd: int, on_control: Callable[[],
         message=message,
         req=req,
     )
-    if outcome == "worker_lost":
+    if outcome == Outcome.WORKER_LOST:
         log_fault("spare", f"the run init (pid {spare.init_pid}) vanished during the run")
     run_usage, figures, figures_truncated = verdict.extras(message, outcome, req)
     if run_usage is None:
@@ -331,4 +332,4 @@ def run(spare: Spare, req: RunRequest, control_fd: int, on_control: Callable[[],
 
 def lost_result(req: RunRequest, error: str) -> RunResult:
     """The answer when no spare could take ``req``: not the script's verdict."""
-    return RunResult(id=req.id, outcome="worker_lost", error=error)
+    return RunResult(id=req.id, outcome=Outcome.WORKER_LOST, error=error)

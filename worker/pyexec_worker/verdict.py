@@ -25,15 +25,13 @@ import msgpack
 
 from . import isolation, usage
 from .figures import png_size
+from .outcome import RUNNER_OUTCOMES, Outcome
 from .protocol import RunRequest
 
-RUNNER_OUTCOMES = frozenset(
-    {"ok", "syntax_error", "missing_main", "runtime_error", "result_not_json", "result_too_large", "memory_limit"}
-)
 # error/traceback texts the zygote forwards (the runner caps at 64 KiB).
 MAX_TEXT = 128 * 1024
 
-Verdict = tuple[str, "bytes | None", "str | None", "str | None"]
+Verdict = tuple[Outcome, "bytes | None", "str | None", "str | None"]
 
 
 def _signal_name(sig: int) -> str:
@@ -68,25 +66,25 @@ class RunnerMessage:
 def decide(*, timed_out: bool, exit_status: int | None, message: RunnerMessage, req: RunRequest) -> Verdict:
     """The verdict of one run."""
     if timed_out:
-        return "timeout", None, f"the run exceeded its timeout of {req.timeout_ms / 1000:g} s", None
+        return Outcome.TIMEOUT, None, f"the run exceeded its timeout of {req.timeout_ms / 1000:g} s", None
     if exit_status is None:
-        return "worker_lost", None, "the service lost the run's sandbox (its init was killed from outside)", None
+        return Outcome.WORKER_LOST, None, "the service lost the run's sandbox (its init was killed from outside)", None
     if os.WIFSIGNALED(exit_status):
         sig = os.WTERMSIG(exit_status)
         if sig == signal.SIGXCPU:
-            return "timeout", None, "the run exceeded its CPU time limit", None
-        return "killed", None, f"the run was killed by {_signal_name(sig)}", None
+            return Outcome.TIMEOUT, None, "the run exceeded its CPU time limit", None
+        return Outcome.KILLED, None, f"the run was killed by {_signal_name(sig)}", None
     code = os.WEXITSTATUS(exit_status)
     if message.raw is None:
-        return "killed", None, "the run wrote an oversized result message", None
+        return Outcome.KILLED, None, "the run wrote an oversized result message", None
     if not message.raw and code == isolation.RESULT_LOST_STATUS:
         error = (
             f"the script closed the run's result channel (file descriptor {isolation.RESULT_FD}), "
             "so its result was lost: close only the file descriptors the script opened itself"
         )
-        return "runtime_error", None, error, None
+        return Outcome.RUNTIME_ERROR, None, error, None
     if not message.raw:
-        return "killed", None, f"the run exited with status {code} without a result", None
+        return Outcome.KILLED, None, f"the run exited with status {code} without a result", None
     return _from_fields(message.fields, req)
 
 
@@ -103,22 +101,23 @@ def _from_fields(msg: dict[str, Any] | None, req: RunRequest) -> Verdict:
         if msg is None:
             raise ValueError("not a msgpack map")
         outcome = msg.get("outcome")
-        if outcome not in RUNNER_OUTCOMES:
+        if not isinstance(outcome, str) or outcome not in RUNNER_OUTCOMES:
             raise ValueError("unknown outcome")
+        outcome = Outcome(outcome)
         result = msg.get("result")
         error, tb = _text(msg.get("error")), _text(msg.get("traceback"))
     except Exception:
-        return "killed", None, "the run wrote an invalid result message", None
-    if outcome != "ok":
+        return Outcome.KILLED, None, "the run wrote an invalid result message", None
+    if outcome != Outcome.OK:
         return outcome, None, error or outcome, tb
     if not isinstance(result, bytes):
-        return "killed", None, "the run wrote an invalid result message", None
+        return Outcome.KILLED, None, "the run wrote an invalid result message", None
     if len(result) > req.max_result_bytes:
         limit = req.max_result_bytes
-        return "result_too_large", None, f"result is {len(result)} bytes, over the limit of {limit} bytes", None
+        return Outcome.RESULT_TOO_LARGE, None, f"result is {len(result)} bytes, over the limit of {limit} bytes", None
     if not is_json(result):
-        return "result_not_json", None, "the run's result bytes are not valid UTF-8 JSON", None
-    return "ok", result, None, None
+        return Outcome.RESULT_NOT_JSON, None, "the run's result bytes are not valid UTF-8 JSON", None
+    return Outcome.OK, result, None, None
 
 
 def _no_constants(name: str) -> None:
@@ -147,7 +146,7 @@ def extras(
     if msg is None:
         return None, [], False
     run_usage = usage.from_runner(msg.get("usage"))
-    if outcome != "ok":
+    if outcome != Outcome.OK:
         return run_usage, [], False
     figures: list[dict[str, Any]] = []
     truncated = msg.get("figures_truncated") is True
@@ -169,7 +168,7 @@ def extras(
 # Outcomes an OOM kill in the run's leaf explains: the victim was the runner
 # or the init (killed, worker_lost), or only some child while main() still
 # returned (ok).
-OOM_EXPLAINS = frozenset({"killed", "worker_lost", "ok"})
+OOM_EXPLAINS = frozenset({Outcome.KILLED, Outcome.WORKER_LOST, Outcome.OK})
 
 
 def after_oom(
@@ -189,14 +188,14 @@ def after_oom(
         return outcome, error, False
     if not hit_own_limit:
         return (
-            "worker_lost",
+            Outcome.WORKER_LOST,
             f"the worker ran out of memory outside this run's own limit; the kernel killed {oom_kills} of the run's "
             "processes",
             True,
         )
     mib = memory_bytes / (1 << 20)
     return (
-        "memory_limit",
+        Outcome.MEMORY_LIMIT,
         f"the run's processes together exceeded its memory limit of {mib:g} MiB; {oom_kills} of them were killed",
         True,
     )

@@ -101,6 +101,10 @@ class RequestTimeout(RequestRefused):
     """408 ``request_timeout``: the body was sent too slowly."""
 
 
+class SessionsDisabled(RequestRefused):
+    """404 ``sessions_disabled``: sessions are off on this service (``--max-sessions 0``); use ``execute``."""
+
+
 class SessionBusy(RequestRefused):
     """409 ``session_busy``: the session is running another call."""
 
@@ -167,6 +171,7 @@ KINDS: dict[str, type[ApiError]] = {
     "unauthorized": Unauthorized,
     "not_found": NotFound,
     "session_not_found": SessionNotFound,
+    "sessions_disabled": SessionsDisabled,
     "method_not_allowed": MethodNotAllowed,
     "request_timeout": RequestTimeout,
     "session_busy": SessionBusy,
@@ -193,6 +198,7 @@ STATUS: dict[str, int] = {
     "unauthorized": 401,
     "not_found": 404,
     "session_not_found": 404,
+    "sessions_disabled": 404,
     "method_not_allowed": 405,
     "request_timeout": 408,
     "session_busy": 409,
