@@ -17,13 +17,17 @@ pub enum Component {
     Zygote,
     /// A fork server (or its standby) below the zygote.
     ForkServer,
-    /// A spare: a run init and its runner, before or (init) during a run.
+    /// A spare: a run-init and its runner, before or (init) during a run.
     Spare,
+    /// The worker's memory: the kernel OOM-killed in its cgroup beyond what
+    /// a run's own limit explains (the worker is replaced).
+    WorkerMemory,
 }
 
 impl Component {
     /// Every component, for pre-registering metric labels.
-    pub const ALL: [Self; 4] = [Self::Nsjail, Self::Zygote, Self::ForkServer, Self::Spare];
+    pub const ALL: [Self; 5] =
+        [Self::Nsjail, Self::Zygote, Self::ForkServer, Self::Spare, Self::WorkerMemory];
 
     /// The metrics label.
     pub fn label(self) -> &'static str {
@@ -32,6 +36,7 @@ impl Component {
             Self::Zygote => "zygote",
             Self::ForkServer => "fork_server",
             Self::Spare => "spare",
+            Self::WorkerMemory => "worker_memory",
         }
     }
 

@@ -535,7 +535,10 @@ impl Worker {
             match &self.memory_watch {
                 // The run's own overdraw reached the cap too: accounted for.
                 Some(MemoryWatch::CapHits(hits)) if report.outcome == Outcome::MemoryLimit => hits.reset(),
-                _ => self.broken = Some(RecycleReason::MemoryLimit),
+                _ => {
+                    (self.faults)(Component::WorkerMemory);
+                    self.broken = Some(RecycleReason::MemoryLimit);
+                }
             }
         } else if rose && matches!(report.outcome, Outcome::Killed | Outcome::WorkerLost | Outcome::Ok) {
             // No per-run leaf: the cgroup OOM killer sends SIGKILL, which the
