@@ -37,7 +37,8 @@ from pathlib import Path
 
 # The exposition parser (prometheus_client's) is the benchmark's one.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-from pyexec_bench.exposition import parse, total
+from pyexec_bench.exposition import parse
+from pyexec_bench.exposition import total as value
 
 PASSED = 0
 FAILED = 0
@@ -137,7 +138,7 @@ def cmd_exposition(before_path, after_path, sent, runs, pool):
         )
 
     def delta(name, **labels):
-        return (total(after, name, **labels) or 0) - (total(before, name, **labels) or 0)
+        return (value(after, name, **labels) or 0) - (value(before, name, **labels) or 0)
 
     total = sum(sent.values())
     for kind, n in sorted(sent.items()):
@@ -166,31 +167,31 @@ def cmd_exposition(before_path, after_path, sent, runs, pool):
         check(les == [float(b) for b in bounds] + [math.inf], f"{h} buckets are the documented ones", f"got {les}")
         counts = [v for _, v in buckets]
         check(
-            counts == sorted(counts) and counts and counts[-1] == total(after, h + "_count"),
+            counts == sorted(counts) and counts and counts[-1] == value(after, h + "_count"),
             f"{h} buckets are cumulative and +Inf == _count",
-            f"buckets={counts} count={total(after, h + '_count')}",
+            f"buckets={counts} count={value(after, h + '_count')}",
         )
 
     check(
-        total(after, "pyexec_pool_size") == pool,
+        value(after, "pyexec_pool_size") == pool,
         f"pyexec_pool_size is {pool}",
-        f"is {total(after, 'pyexec_pool_size')}",
+        f"is {value(after, 'pyexec_pool_size')}",
     )
-    w = total(after, "pyexec_workers")
+    w = value(after, "pyexec_workers")
     check(w == pool, f"idle + busy + starting workers == pool size ({pool}) at rest", f"sum is {w}")
     check(
-        total(after, "pyexec_in_flight_requests") == 0,
+        value(after, "pyexec_in_flight_requests") == 0,
         "pyexec_in_flight_requests is 0 at rest",
-        f"is {total(after, 'pyexec_in_flight_requests')}",
+        f"is {value(after, 'pyexec_in_flight_requests')}",
     )
     check(
-        total(after, "pyexec_queue_length") == 0,
+        value(after, "pyexec_queue_length") == 0,
         "pyexec_queue_length is 0 at rest",
-        f"is {total(after, 'pyexec_queue_length')}",
+        f"is {value(after, 'pyexec_queue_length')}",
     )
-    spawns = total(after, "pyexec_worker_spawns_total") or 0
+    spawns = value(after, "pyexec_worker_spawns_total") or 0
     check(spawns >= pool, f"pyexec_worker_spawns_total >= pool size ({pool})", f"is {spawns:g}")
-    starts = total(after, "pyexec_worker_start_duration_seconds_count") or 0
+    starts = value(after, "pyexec_worker_start_duration_seconds_count") or 0
     check(starts >= pool, f"pyexec_worker_start_duration_seconds_count >= pool size ({pool})", f"is {starts:g}")
 
 
@@ -354,14 +355,14 @@ def cmd_prometheus(base, dashboard_path, rules_path):
 def cmd_at_rest(path, workers):
     with open(path) as f:
         _, samples = parse(f.read())
-    idle = total(samples, "pyexec_workers", state="idle") or 0
-    return 0 if idle == workers and (total(samples, "pyexec_in_flight_requests") or 0) == 0 else 1
+    idle = value(samples, "pyexec_workers", state="idle") or 0
+    return 0 if idle == workers and (value(samples, "pyexec_in_flight_requests") or 0) == 0 else 1
 
 
 def cmd_sum(url, name):
     with urllib.request.urlopen(url.rstrip("/") + "/metrics", timeout=10) as answer:
         _, samples = parse(answer.read().decode())
-    print(int(total(samples, name) or 0))
+    print(int(value(samples, name) or 0))
     return 0
 
 
