@@ -150,6 +150,20 @@ async fn unreachable_service_exits_69() {
 }
 
 #[tokio::test]
+async fn a_silent_service_is_given_up_after_the_read_timeout() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = write(dir.path(), "job.py", "def main():\n    return 1\n");
+    // Connections land in the backlog and are never answered.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", silent.local_addr().expect("addr"));
+    let output = pyexec_run(&[&script, "--url", &url, "--read-timeout", "1"], &[], None).await;
+    let (stdout, stderr) = assert_exit(&output, 69);
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(stderr.contains("sent nothing for 1 s") && stderr.contains("--read-timeout"), "{stderr}");
+    drop(silent);
+}
+
+#[tokio::test]
 async fn usage_errors_exit_64() {
     let dir = tempfile::tempdir().expect("tempdir");
     let script = write(dir.path(), "job.py", "def main():\n    return 1\n");
@@ -158,7 +172,8 @@ async fn usage_errors_exit_64() {
         (vec![], "required"),
         (vec![script.as_str(), "--timeout", "soon"], "--timeout"),
         (vec![script.as_str(), "--file", missing.as_str()], "missing.csv"),
-        (vec![script.as_str(), "--url", "https://example.com"], "only http://"),
+        (vec![script.as_str(), "--url", "ftp://example.com"], "only http:// and https://"),
+        (vec![script.as_str(), "--connect-timeout", "0"], "--connect-timeout"),
         (vec!["/nonexistent/job.py"], "cannot read /nonexistent/job.py"),
     ] {
         let output = pyexec_run(&args, &[], None).await;

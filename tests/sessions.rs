@@ -317,7 +317,9 @@ async fn reapers_auth_and_the_cli() {
     let ran = cli(&["run", &id, one.to_str().expect("path")]);
     assert_eq!(
         (ran.status.code(), String::from_utf8_lossy(&ran.stdout).into_owned()),
-        (Some(0), "set\nnull\n".into())
+        (Some(0), "set\nnull\n".into()),
+        "{}",
+        String::from_utf8_lossy(&ran.stderr)
     );
     let ran = cli(&["run", &id, two.to_str().expect("path")]);
     assert_eq!(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -18,6 +17,7 @@ import time
 from pathlib import Path
 from typing import IO
 
+from pyexec_bench import exposition
 from pyexec_bench.common import HOME, ROOT, log
 
 
@@ -123,19 +123,9 @@ class Service:
             self._log.close()
 
 
-_METRIC_RE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?)\s+(\S+)")
-
-
 def parse_metrics(text: str) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        m = _METRIC_RE.match(line)
-        if m:
-            with contextlib.suppress(ValueError):
-                out[m.group(1)] = float(m.group(2))
-    return out
+    """{'name{label="v"}': value} of a /metrics scrape (prometheus_client's parser)."""
+    return exposition.by_series(text)
 
 
 def hist_mean_ms(before: dict[str, float], after: dict[str, float], name: str) -> float | None:

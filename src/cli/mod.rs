@@ -18,9 +18,10 @@ use std::process::ExitCode;
 
 use base64::Engine as _;
 use clap::Parser;
+use reqwest::Method;
 use serde_json::{json, Map, Value};
 
-use client::ServiceUrl;
+use client::{Connection, Service};
 use render::{Rendered, Sent};
 /// Exit status (sysexits.h `EX_CANTCREAT`): a figure could not be saved.
 pub const EXIT_CANT_CREATE: u8 = 73;
@@ -42,9 +43,6 @@ pub struct RunArgs {
     /// Python file defining main(); `-` reads the script from standard input.
     #[arg(value_name = "SCRIPT")]
     pub script: PathBuf,
-    /// The pyexec service.
-    #[arg(long, env = "PYEXEC_URL", default_value = "http://127.0.0.1:8080")]
-    pub url: String,
     /// Wall-clock limit of the run, in seconds (default: the service's).
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<f64>,
@@ -57,10 +55,9 @@ pub struct RunArgs {
     /// Directory to save the figures the run returns, as figure-N.png.
     #[arg(long, value_name = "DIR")]
     pub figures: Option<PathBuf>,
-    /// API token, sent as `Authorization: Bearer TOKEN`. Prefer the
-    /// environment variable: other users can read a flag in `ps`.
-    #[arg(long, env = "PYEXEC_API_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    /// The service and how long to wait for it.
+    #[command(flatten)]
+    pub connection: Connection,
 }
 
 /// A problem with the command line or the files it names (exit 64).
@@ -134,9 +131,11 @@ async fn run(args: &RunArgs) -> Rendered {
         stderr: format!("pyexec run: {message}\n"),
         ..Default::default()
     };
-    let url = match ServiceUrl::parse(&args.url) {
-        Ok(url) => url,
-        Err(error) => return failed(EXIT_USAGE, error.to_string()),
+    let service = match Service::new(&args.connection, args.timeout) {
+        Ok(service) => service,
+        Err(error) => {
+            return failed(if error.is_usage() { EXIT_USAGE } else { EXIT_UNAVAILABLE }, error.to_string())
+        }
     };
     let figures_dir = match args.figures.as_deref().map(figures::check_dir).transpose() {
         Ok(dir) => dir,
@@ -150,9 +149,10 @@ async fn run(args: &RunArgs) -> Rendered {
         Ok(bytes) => bytes,
         Err(error) => return failed(EXIT_USAGE, format!("cannot encode the request: {error}")),
     };
-    match client::post_execute(&url, args.token.as_deref(), bytes).await {
+    match service.send(Method::POST, "/execute", bytes).await {
         Ok(answer) => {
-            let mut rendered = render::render(&answer, &args.url, Sent { files: !args.files.is_empty() });
+            let mut rendered =
+                render::render(&answer, &args.connection.url, Sent { files: !args.files.is_empty() });
             if answer.status == 200 {
                 let body: Value = serde_json::from_slice(&answer.body).unwrap_or_default();
                 match figures::save(&body, figures_dir.as_deref()) {

@@ -10,10 +10,10 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use hyper::Method;
+use reqwest::Method;
 use serde_json::{json, Map, Value};
 
-use super::client::{self, Answer, ServiceUrl};
+use super::client::{Answer, Connection, Service};
 use super::render::{self, Rendered, Sent, EXIT_OK, EXIT_REFUSED, EXIT_UNAVAILABLE, EXIT_USAGE};
 use super::{encode_files, figures, read_script, EXIT_CANT_CREATE};
 
@@ -30,12 +30,9 @@ use super::{encode_files, figures, read_script, EXIT_CANT_CREATE};
 pub struct SessionArgs {
     #[command(subcommand)]
     command: Command,
-    /// The pyexec service.
-    #[arg(long, global = true, env = "PYEXEC_URL", default_value = "http://127.0.0.1:8080")]
-    url: String,
-    /// API token, sent as `Authorization: Bearer TOKEN` (prefer the environment variable).
-    #[arg(long, global = true, env = "PYEXEC_API_TOKEN", hide_env_values = true)]
-    token: Option<String>,
+    /// The service and how long to wait for it.
+    #[command(flatten)]
+    connection: Connection,
 }
 
 #[derive(Subcommand, Debug)]
@@ -116,8 +113,14 @@ async fn session(args: &SessionArgs) -> Rendered {
 }
 
 async fn session_call(args: &SessionArgs) -> Result<Rendered, Rendered> {
-    let url = ServiceUrl::parse(&args.url).map_err(|error| failed(EXIT_USAGE, error.to_string()))?;
-    let token = args.token.as_deref();
+    let run_timeout = match &args.command {
+        Command::Run { timeout, .. } => *timeout,
+        Command::New { .. } | Command::Rm { .. } => None,
+    };
+    let service = Service::new(&args.connection, run_timeout).map_err(|error| {
+        failed(if error.is_usage() { EXIT_USAGE } else { EXIT_UNAVAILABLE }, error.to_string())
+    })?;
+    let url = &args.connection.url;
     match &args.command {
         Command::New { timeout, memory, idle_timeout, files } => {
             let mut body = Map::new();
@@ -134,13 +137,13 @@ async fn session_call(args: &SessionArgs) -> Result<Rendered, Rendered> {
                 let encoded = encode_files(files).map_err(|error| failed(EXIT_USAGE, error.to_string()))?;
                 body.insert("files".into(), Value::Object(encoded));
             }
-            let answer = call(&url, Method::POST, "/sessions", token, &Value::Object(body)).await?;
+            let answer = call(&service, Method::POST, "/sessions", &Value::Object(body)).await?;
             let parsed: Value = serde_json::from_slice(&answer.body).unwrap_or_default();
             match (answer.status, parsed.get("id").and_then(Value::as_str)) {
                 (201, Some(id)) => {
                     Ok(Rendered { stdout: format!("{id}\n"), code: EXIT_OK, ..Default::default() })
                 }
-                _ => Ok(render::render(&answer, &args.url, Sent { files: !files.is_empty() })),
+                _ => Ok(render::render(&answer, url, Sent { files: !files.is_empty() })),
             }
         }
         Command::Run { id, file, timeout, figures: dir } => {
@@ -156,8 +159,8 @@ async fn session_call(args: &SessionArgs) -> Result<Rendered, Rendered> {
                 body.insert("timeout".into(), json!(timeout));
             }
             let path = format!("/sessions/{}/execute", path_segment(id)?);
-            let answer = call(&url, Method::POST, &path, token, &Value::Object(body)).await?;
-            let mut rendered = render::render(&answer, &args.url, Sent::default());
+            let answer = call(&service, Method::POST, &path, &Value::Object(body)).await?;
+            let mut rendered = render::render(&answer, url, Sent::default());
             if answer.status == 200 {
                 let parsed: Value = serde_json::from_slice(&answer.body).unwrap_or_default();
                 match figures::save(&parsed, dir.as_deref()) {
@@ -172,11 +175,11 @@ async fn session_call(args: &SessionArgs) -> Result<Rendered, Rendered> {
         }
         Command::Rm { id } => {
             let path = format!("/sessions/{}", path_segment(id)?);
-            let answer = call(&url, Method::DELETE, &path, token, &Value::Null).await?;
+            let answer = call(&service, Method::DELETE, &path, &Value::Null).await?;
             if answer.status == 204 {
                 return Ok(Rendered { code: EXIT_OK, ..Default::default() });
             }
-            Ok(render::render(&answer, &args.url, Sent::default()))
+            Ok(render::render(&answer, url, Sent::default()))
         }
     }
 }
@@ -190,16 +193,7 @@ fn path_segment(id: &str) -> Result<&str, Rendered> {
     }
 }
 
-async fn call(
-    url: &ServiceUrl,
-    method: Method,
-    path: &str,
-    token: Option<&str>,
-    body: &Value,
-) -> Result<Answer, Rendered> {
-    let uri = url.route(path).map_err(|error| failed(EXIT_USAGE, error.to_string()))?;
+async fn call(service: &Service, method: Method, path: &str, body: &Value) -> Result<Answer, Rendered> {
     let bytes = if body.is_null() { Vec::new() } else { serde_json::to_vec(body).unwrap_or_default() };
-    client::send(url, method, uri, token, bytes)
-        .await
-        .map_err(|error| failed(EXIT_UNAVAILABLE, error.to_string()))
+    service.send(method, path, bytes).await.map_err(|error| failed(EXIT_UNAVAILABLE, error.to_string()))
 }

@@ -14,7 +14,7 @@
 #     PromQL expression of the dashboard and of the rules via the HTTP API.
 #
 # Needs: promtool + prometheus (Debian package `prometheus`), node + npm,
-# python3, curl. Loopback only. Everything it starts is stopped on exit.
+# python3, curl, and the tools venv (prometheus_client). Loopback only. Everything it starts is stopped on exit.
 # Exit status 0 only when every check passed; the last line reads
 # "observability: N passed, M failed". KEEP_TMP=1 keeps the temp dir (logs).
 set -uo pipefail
@@ -25,6 +25,8 @@ DASHBOARD=${OBS_DASHBOARD:-$DASH_DIR/pyexec.json}  # overrides: for testing this
 RULES=${OBS_RULES:-$DASH_DIR/prometheus/pyexec-rules.yml}
 RULES_TEST=$DASH_DIR/prometheus/pyexec-rules.test.yml
 HELPER=$ROOT/tests/ops/obscheck.py
+# obscheck.py reads /metrics with prometheus_client (python/requirements-tools.txt).
+PYTHON=${OBS_PYTHON:-${PYEXEC_HOME:-/opt/pyexec}/tools-venv/bin/python}
 WORKERS=2
 
 BIN=${1:-}
@@ -40,6 +42,8 @@ BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
 for tool in promtool prometheus node npm python3 curl; do
   command -v "$tool" >/dev/null || { echo "missing tool: $tool" >&2; exit 2; }
 done
+"$PYTHON" -c 'import prometheus_client' 2>/dev/null ||
+  { echo "$PYTHON has no prometheus_client: run scripts/install.sh --with-test-tools or set OBS_PYTHON" >&2; exit 2; }
 
 TMP=$(mktemp -d /tmp/pyexec-obs.XXXXXX)
 PYEXEC_PID=""
@@ -189,14 +193,7 @@ scrape_at_rest() {
   local out=$1 i
   for i in $(seq 1 40); do
     curl -sf "$BASE/metrics" >"$out" || return 1
-    if python3 - "$out" "$WORKERS" <<'EOF'
-import re, sys
-text = open(sys.argv[1]).read()
-def v(pat):
-    return sum(float(m) for m in re.findall(r'^' + pat + r'\s+(\S+)$', text, re.M))
-idle = v(r'pyexec_workers\{state="idle"\}')
-sys.exit(0 if idle == int(sys.argv[2]) and v('pyexec_in_flight_requests') == 0 else 1)
-EOF
+    if "$PYTHON" "$HELPER" at-rest "$out" "$WORKERS"
     then return 0; fi
     sleep 0.5
   done
@@ -206,7 +203,7 @@ EOF
 scrape_at_rest "$TMP/metrics.before" || bad "GET /metrics"
 if batch; then ok "batch 1: 8 requests answered as expected (ok, runtime_error, syntax_error, timeout, invalid_json)"; fi
 scrape_at_rest "$TMP/metrics.after" || bad "GET /metrics"
-tally < <(python3 "$HELPER" exposition "$TMP/metrics.before" "$TMP/metrics.after" \
+tally < <("$PYTHON" "$HELPER" exposition "$TMP/metrics.before" "$TMP/metrics.after" \
   "${BATCH_SENT[@]}" --runs "$BATCH_RUNS" --pool "$WORKERS" 2>&1)
 
 # promtool check metrics prints nothing (and exits 0) for a clean exposition
@@ -266,17 +263,12 @@ wait_for() { # wait_for SECONDS DESCRIPTION QUERY [EXPECTED]: poll until QUERY h
 if wait_for 60 "Prometheus up and first scrape of pyexec landed" 'up{job="pyexec"}' 1; then
   # traffic Prometheus sees (rates > 0), then wait until it scraped all of it
   if batch; then ok "batch 2: 8 requests answered as expected"; fi
-  total=$(python3 - "$BASE/metrics" <<'EOF'
-import re, sys, urllib.request
-text = urllib.request.urlopen(sys.argv[1]).read().decode()
-print(int(sum(float(v) for v in re.findall(r'^pyexec_requests_total\{[^}]*\}\s+(\S+)$', text, re.M))))
-EOF
-)
+  total=$("$PYTHON" "$HELPER" sum "$BASE" pyexec_requests_total)
   wait_for 30 "Prometheus scraped all $total requests" 'sum(pyexec_requests_total{job="pyexec"})' "$total"
   wait_for 30 "recording rules evaluated on the new data" 'job:pyexec_requests:rate5m{job="pyexec"} > 0'
   # every rule must have been evaluated at least once after that
   sleep 2
-  tally < <(python3 "$HELPER" prometheus "$PROM" "$DASHBOARD" "$RULES" 2>&1)
+  tally < <("$PYTHON" "$HELPER" prometheus "$PROM" "$DASHBOARD" "$RULES" 2>&1)
 fi
 
 if ! kill -0 "$PYEXEC_PID" 2>/dev/null; then

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Helpers of tests/ops/check-observability.sh (Python 3 stdlib only).
+"""Helpers of tests/ops/check-observability.sh (the tools venv's Python:
+/metrics is read with prometheus_client's parser, see bench/pyexec_bench/exposition.py).
 
   obscheck.py exposition BEFORE AFTER --sent kind=N ... --runs N --pool N
       Checks a /metrics scrape taken after traffic (AFTER) against one taken
@@ -15,6 +16,13 @@
       expressions return data, alert expressions return nothing (a healthy
       service under light traffic), and every metric name they use exists.
 
+  obscheck.py at-rest FILE WORKERS
+      Exit 0 when the scrape in FILE shows WORKERS idle workers and nothing
+      in flight, 1 otherwise (no output).
+
+  obscheck.py sum URL NAME
+      Prints the sum, as an integer, of every series of NAME at URL/metrics.
+
 Each check prints "ok   ..." or "FAIL ..."; the last line is
 "RESULT <passed> <failed>" for the calling script.
 """
@@ -26,6 +34,11 @@ import sys
 import urllib.parse
 import urllib.request
 from pathlib import Path
+
+# The exposition parser (prometheus_client's) is the benchmark's one.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+from pyexec_bench.exposition import parse
+from pyexec_bench.exposition import total as value
 
 PASSED = 0
 FAILED = 0
@@ -98,40 +111,11 @@ LABEL_VALUES = {
     },
 }
 
-SAMPLE_RE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+\S+)?$")
-LABEL_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
-
-
-def parse_exposition(text):
-    """-> (types {family: type}, samples {(name, frozenset(labels)): value})"""
-    types, samples = {}, {}
-    for line in text.splitlines():
-        if line.startswith("# TYPE "):
-            _, _, fam, typ = line.split(None, 3)
-            types[fam] = typ.strip()
-            continue
-        if not line.strip() or line.startswith("#"):
-            continue
-        m = SAMPLE_RE.match(line)
-        if not m:
-            raise ValueError(f"unparsable sample line: {line!r}")
-        name, labels, value = m.group(1), m.group(2) or "", m.group(3)
-        samples[(name, frozenset(LABEL_RE.findall(labels)))] = float(value)
-    return types, samples
-
-
-def value(samples, name, **labels):
-    """Sum of the samples of `name` whose labels include `labels`."""
-    want = set(labels.items())
-    vals = [v for (n, ls), v in samples.items() if n == name and want <= set(ls)]
-    return sum(vals) if vals else None
-
-
 def cmd_exposition(before_path, after_path, sent, runs, pool):
     with open(before_path) as f:
-        _, before = parse_exposition(f.read())
+        _, before = parse(f.read())
     with open(after_path) as f:
-        types, after = parse_exposition(f.read())
+        types, after = parse(f.read())
 
     for fam, (typ, labels) in FAMILIES.items():
         check(types.get(fam) == typ, f"/metrics has {fam} of type {typ}", f"type is {types.get(fam)}")
@@ -368,7 +352,25 @@ def cmd_prometheus(base, dashboard_path, rules_path):
             evaluate(f"alert {r['name']}", r["query"], False)
 
 
+def cmd_at_rest(path, workers):
+    with open(path) as f:
+        _, samples = parse(f.read())
+    idle = value(samples, "pyexec_workers", state="idle") or 0
+    return 0 if idle == workers and (value(samples, "pyexec_in_flight_requests") or 0) == 0 else 1
+
+
+def cmd_sum(url, name):
+    with urllib.request.urlopen(url.rstrip("/") + "/metrics", timeout=10) as answer:
+        _, samples = parse(answer.read().decode())
+    print(int(value(samples, name) or 0))
+    return 0
+
+
 def main(argv):
+    if len(argv) == 3 and argv[0] == "at-rest":
+        return cmd_at_rest(argv[1], int(argv[2]))
+    if len(argv) == 3 and argv[0] == "sum":
+        return cmd_sum(argv[1], argv[2])
     if len(argv) >= 3 and argv[0] == "exposition":
         sent, runs, pool = {}, 0, 0
         rest = argv[3:]
