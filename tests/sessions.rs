@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{binary, sample, Service};
+use common::{binary, sample, value, Service};
 use serde_json::{json, Value};
 
 async fn send(service: &Service, request: reqwest::RequestBuilder) -> (u16, Value) {
@@ -181,9 +181,9 @@ async fn sessions_keep_state_stay_isolated_and_end_on_limits() {
     // With --max-sessions open, /execute keeps its whole pool: every
     // worker is idle (none is held by a session) and runs succeed.
     let metrics = service.metrics().await;
-    assert_eq!(sample(&metrics, "pyexec_sessions"), 2.0);
+    assert_eq!(sample(&metrics, "pyexec_sessions"), Some(2.0));
     assert!(children_of(service.pid()) >= 4, "the pool's worker, its hot standby, the two sessions' workers");
-    assert_eq!(sample(&metrics, r#"pyexec_workers{state="idle"}"#), 1.0, "{metrics}");
+    assert_eq!(sample(&metrics, r#"pyexec_workers{state="idle"}"#), Some(1.0), "{metrics}");
     let scripts: Vec<String> = (0..6).map(|i| format!("def main():\n    return {i}")).collect();
     let runs = scripts.iter().map(|script| service.run(script));
     for (i, (status, body)) in futures_util::future::join_all(runs).await.into_iter().enumerate() {
@@ -234,15 +234,15 @@ async fn sessions_keep_state_stay_isolated_and_end_on_limits() {
     gone(&service, &id).await;
 
     let metrics = service.metrics().await;
-    assert_eq!(sample(&metrics, "pyexec_sessions"), 0.0);
+    assert_eq!(sample(&metrics, "pyexec_sessions"), Some(0.0));
     for (reason, count) in [("deleted", 1.0), ("timeout", 1.0), ("memory_limit", 1.0), ("killed", 1.0)] {
         assert_eq!(
-            sample(&metrics, &format!("pyexec_sessions_ended_total{{reason=\"{reason}\"}}")),
+            value(&metrics, &format!("pyexec_sessions_ended_total{{reason=\"{reason}\"}}")),
             count,
             "{reason}"
         );
     }
-    assert!(sample(&metrics, r#"pyexec_session_call_duration_seconds_count{call="execute"}"#) >= 20.0);
+    assert!(value(&metrics, r#"pyexec_session_call_duration_seconds_count{call="execute"}"#) >= 20.0);
     // Nothing is left behind: the sessions' workers are gone. The service's
     // nsjail children are the pool's worker, its hot standby and at most
     // the one started session worker that waits for the next create.
@@ -370,10 +370,10 @@ async fn reapers_auth_and_the_cli() {
     })
     .await;
     let metrics = service.metrics().await;
-    assert_eq!(sample(&metrics, r#"pyexec_sessions_ended_total{reason="idle"}"#), 1.0);
-    assert_eq!(sample(&metrics, r#"pyexec_sessions_ended_total{reason="lifetime"}"#), 1.0);
-    assert_eq!(sample(&metrics, r#"pyexec_sessions_ended_total{reason="deleted"}"#), 2.0);
-    assert_eq!(sample(&metrics, r#"pyexec_sessions_ended_total{reason="killed"}"#), 0.0);
+    assert_eq!(sample(&metrics, r#"pyexec_sessions_ended_total{reason="idle"}"#), Some(1.0));
+    assert_eq!(sample(&metrics, r#"pyexec_sessions_ended_total{reason="lifetime"}"#), Some(1.0));
+    assert_eq!(sample(&metrics, r#"pyexec_sessions_ended_total{reason="deleted"}"#), Some(2.0));
+    assert_eq!(sample(&metrics, r#"pyexec_sessions_ended_total{reason="killed"}"#), Some(0.0));
 
     // Stopping the service ends the sessions still open: none of its jails
     // (pool, standbys, sessions) outlives it.

@@ -206,6 +206,11 @@ impl Service {
         i32::try_from(self.child.id()).expect("pid fits")
     }
 
+    /// What the service wrote to stderr so far (its last lines).
+    pub fn stderr(&self) -> String {
+        self.log.text()
+    }
+
     pub fn signal(&self, signal: i32) {
         let signal = Signal::try_from(signal).expect("a known signal number");
         kill(Pid::from_raw(self.pid()), signal)
@@ -229,13 +234,18 @@ impl Drop for Service {
 }
 
 /// The value of one sample line in Prometheus text, e.g.
-/// `pyexec_requests_total{kind="ok"}`.
-pub fn sample(metrics: &str, series: &str) -> f64 {
+/// `pyexec_requests_total{kind="ok"}`; `None` when the series is missing
+/// (so a renamed series fails the test instead of reading as 0).
+pub fn sample(metrics: &str, series: &str) -> Option<f64> {
     metrics
         .lines()
         .find_map(|line| line.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
         .and_then(|value| value.trim().parse().ok())
-        .unwrap_or(0.0)
+}
+
+/// The value of `series`, which must be present in `metrics`.
+pub fn value(metrics: &str, series: &str) -> f64 {
+    sample(metrics, series).unwrap_or_else(|| panic!("no series {series} in /metrics:\n{metrics}"))
 }
 
 /// The cgroup v1 memory hierarchy the workers' cgroups go in on this host.
@@ -253,11 +263,60 @@ pub fn worker_cgroup_of(pid: u32) -> Option<String> {
     Some(below.split('/').next()?.to_string())
 }
 
+/// How often [`wait_until`] checks its condition.
+const POLL: Duration = Duration::from_millis(50);
+
+/// Polls `condition` until it holds. Panics, saying `what` was awaited and
+/// for how long, if it does not hold within `limit`. The one way tests wait
+/// for something to happen: bound `limit` by what the wait means, generously
+/// (hosts differ 3-4x and CI is busy), never by how long it took once.
+pub async fn wait_until<F, Fut>(limit: Duration, what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !condition().await {
+        assert!(started.elapsed() < limit, "waited {:?} (limit {limit:?}) for {what}", started.elapsed());
+        tokio::time::sleep(POLL).await;
+    }
+}
+
 /// Waits (bounded) until `path` is gone; true if it is.
 pub async fn wait_gone(path: &Path, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
     while path.exists() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(POLL).await;
     }
     !path.exists()
+}
+
+/// The cgroup directories of the worker cgroup that holds host process
+/// `pid` (v1: one per controller, memory and pids; v2: one), derived the
+/// way the service lays them out (`CgroupPlan::parents`), or `None` when
+/// this host has no cgroup hierarchy pyexec can use (the service then runs
+/// on rlimits alone). Each returned directory exists now.
+pub fn worker_cgroup_dirs(pid: u32) -> Option<Vec<PathBuf>> {
+    let root = Path::new("/sys/fs/cgroup");
+    let v1 = root.join("memory/memory.limit_in_bytes").exists() && root.join("pids/cgroup.procs").exists();
+    let v2 = root.join("cgroup.controllers").exists();
+    if !v1 && !v2 {
+        return None;
+    }
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("read /proc/PID/cgroup");
+    let dirs: Vec<PathBuf> = if v2 {
+        let path = text.lines().find_map(|line| line.strip_prefix("0::")).expect("a v2 cgroup line");
+        vec![root.join(path.trim_start_matches('/'))]
+    } else {
+        let name = worker_cgroup_of(pid).unwrap_or_else(|| panic!("pid {pid} in no pyexec cgroup: {text}"));
+        [V1_MEMORY_PARENT, V1_PIDS_PARENT].iter().map(|parent| Path::new(parent).join(&name)).collect()
+    };
+    for dir in &dirs {
+        assert!(
+            dir.is_dir(),
+            "worker cgroup {} does not exist (from /proc/{pid}/cgroup: {text})",
+            dir.display()
+        );
+    }
+    Some(dirs)
 }
