@@ -79,8 +79,47 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
-/// A world-readable copy of the repository's worker/ directory.
+/// Set to `1` to skip, instead of fail, the tests that need the sandbox
+/// when it is not installed. `scripts/test.sh` (CI) never sets it.
+pub const ALLOW_NO_SANDBOX: &str = "PYEXEC_ALLOW_NO_SANDBOX";
+
+/// Checks once that the sandbox these tests run (nsjail and the sandbox
+/// venv, from `scripts/install.sh` or `PYEXEC_NSJAIL` /
+/// `PYEXEC_SANDBOX_PYTHON`) is there. If not, says so in one line and ends
+/// this test binary: with exit status 0 (skipped) under
+/// `PYEXEC_ALLOW_NO_SANDBOX=1`, else 1 (failed), rather than one panic per
+/// test.
+pub fn require_sandbox() {
+    static CHECKED: std::sync::Once = std::sync::Once::new();
+    CHECKED.call_once(|| {
+        let missing: Vec<String> =
+            [("PYEXEC_NSJAIL", "/opt/pyexec/bin/nsjail"), ("PYEXEC_SANDBOX_PYTHON", "/opt/pyexec/venv/bin/python3")]
+                .iter()
+                .map(|(var, default)| std::env::var(var).unwrap_or_else(|_| (*default).to_string()))
+                .filter(|path| !Path::new(path).is_file())
+                .collect();
+        if missing.is_empty() {
+            return;
+        }
+        let target = std::env::args().next().unwrap_or_default();
+        let target = Path::new(&target).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let line = format!(
+            "the sandbox is not installed ({} missing): install it with `sudo scripts/install.sh`, or set PYEXEC_NSJAIL and PYEXEC_SANDBOX_PYTHON to it",
+            missing.join(", ")
+        );
+        if std::env::var(ALLOW_NO_SANDBOX).as_deref() == Ok("1") {
+            eprintln!("SKIPPED {target}: {line} ({ALLOW_NO_SANDBOX}=1)");
+            std::process::exit(0);
+        }
+        eprintln!("FAILED {target}: {line} ({ALLOW_NO_SANDBOX}=1 skips these tests instead)");
+        std::process::exit(1);
+    });
+}
+
+/// A world-readable copy of the repository's worker/ directory (after
+/// [`require_sandbox`]: every test that runs the service makes one).
 pub fn worker_copy() -> tempfile::TempDir {
+    require_sandbox();
     let dir = tempfile::Builder::new().prefix("pyexec-worker-").tempdir_in("/tmp").expect("tempdir");
     let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("worker");
     copy_tree(&source, dir.path());
