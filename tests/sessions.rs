@@ -79,18 +79,6 @@ fn running(pid: i32) -> bool {
         .is_some_and(|rest| !rest.starts_with('Z'))
 }
 
-async fn eventually<F: std::future::Future<Output = bool>>(
-    what: &str,
-    limit: Duration,
-    mut check: impl FnMut() -> F,
-) {
-    let deadline = Instant::now() + limit;
-    while !check().await {
-        assert!(Instant::now() < deadline, "{what} did not happen within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test]
 async fn sessions_keep_state_stay_isolated_and_end_on_limits() {
     let service = Service::start(&["--workers", "1", "--max-sessions", "2"]).await;
@@ -359,12 +347,12 @@ async fn reapers_auth_and_the_cli() {
         let request = authed(service.client.get(service.url(&format!("/sessions/{id}"))));
         async move { request.send().await.map(|r| r.status().as_u16()).unwrap_or(0) }
     };
-    eventually("the idle reaper", Duration::from_secs(30), || {
+    common::wait_until(Duration::from_secs(30), "the idle reaper", || {
         let check = alive(idle.clone());
         async move { check.await == 404 }
     })
     .await;
-    eventually("the lifetime reaper", Duration::from_secs(60), || {
+    common::wait_until(Duration::from_secs(60), "the lifetime reaper", || {
         let check = alive(old.clone());
         async move { check.await == 404 }
     })
@@ -388,7 +376,7 @@ async fn reapers_auth_and_the_cli() {
     let jails = child_pids(service.pid());
     assert!(jails.len() >= 3, "pool worker, hot standby, the session: {jails:?}");
     service.signal(15);
-    eventually("every jail stopping with the service", Duration::from_secs(30), || {
+    common::wait_until(Duration::from_secs(30), "every jail stopping with the service", || {
         let jails = jails.clone();
         async move { !jails.iter().any(|pid| running(*pid)) }
     })
