@@ -180,7 +180,7 @@ async fn api_token_is_required_when_configured() {
         assert_eq!(response.status(), 200, "{path} must not need the token");
     }
     let metrics = service.metrics().await;
-    assert_eq!(common::sample(&metrics, r#"pyexec_requests_total{kind="unauthorized"}"#), 7.0);
+    assert_eq!(common::sample(&metrics, r#"pyexec_requests_total{kind="unauthorized"}"#), Some(7.0));
 }
 
 #[tokio::test]

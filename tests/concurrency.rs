@@ -52,11 +52,14 @@ async fn busy_pool_sheds_with_overloaded_after_the_queue_timeout() {
     let slow = tokio::spawn(async move {
         client
             .post(url)
-            .json(&json!({"script": "import time\ndef main():\n    time.sleep(2)\n    return 'slow'"}))
+            .json(&json!({"script": "import time\ndef main():\n    time.sleep(5)\n    return 'slow'"}))
             .send()
             .await
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    common::wait_until(Duration::from_secs(30), "the slow request to hold the only worker", || async {
+        common::sample(&service.metrics().await, "pyexec_workers{state=\"busy\"}") == Some(1.0)
+    })
+    .await;
     let response = service.post_execute(&json!({"script": "def main():\n    return 1"})).await;
     assert_eq!(response.status(), 503);
     assert!(response.headers()["retry-after"].to_str().expect("ascii").parse::<u64>().expect("seconds") >= 1);

@@ -2,17 +2,19 @@
 
 mod common;
 
-use common::{sample, Service};
+use std::time::Duration;
+
+use common::{sample, value, Service};
 use serde_json::json;
 
 #[tokio::test]
 async fn counters_and_histograms_move_by_exactly_the_traffic() {
     let service = Service::start(&[]).await;
     let before = service.metrics().await;
-    assert_eq!(sample(&before, "pyexec_pool_size"), 2.0);
-    assert_eq!(sample(&before, "pyexec_worker_spawns_total"), 2.0);
-    assert_eq!(sample(&before, "pyexec_workers{state=\"idle\"}"), 2.0);
-    assert_eq!(sample(&before, "pyexec_requests_total{kind=\"ok\"}"), 0.0);
+    assert_eq!(sample(&before, "pyexec_pool_size"), Some(2.0));
+    assert_eq!(sample(&before, "pyexec_worker_spawns_total"), Some(2.0));
+    assert_eq!(sample(&before, "pyexec_workers{state=\"idle\"}"), Some(2.0));
+    assert_eq!(sample(&before, "pyexec_requests_total{kind=\"ok\"}"), Some(0.0));
 
     for _ in 0..3 {
         service.ok("def main():\n    return 1").await;
@@ -29,21 +31,25 @@ async fn counters_and_histograms_move_by_exactly_the_traffic() {
     assert_eq!(status, 400);
 
     let after = service.metrics().await;
-    assert_eq!(sample(&after, "pyexec_requests_total{kind=\"ok\"}"), 3.0);
-    assert_eq!(sample(&after, "pyexec_requests_total{kind=\"runtime_error\"}"), 2.0);
-    assert_eq!(sample(&after, "pyexec_requests_total{kind=\"timeout\"}"), 1.0);
-    assert_eq!(sample(&after, "pyexec_requests_total{kind=\"invalid_request\"}"), 1.0);
-    assert_eq!(sample(&after, "pyexec_request_duration_seconds_count"), 7.0);
-    assert_eq!(sample(&after, "pyexec_queue_wait_seconds_count"), 6.0, "invalid requests never queue");
-    assert_eq!(sample(&after, "pyexec_run_duration_seconds_count"), 6.0);
-    assert!(sample(&after, "pyexec_run_duration_seconds_sum") >= 0.3);
-    assert_eq!(sample(&after, "pyexec_worker_recycles_total{reason=\"run_finished\"}"), 6.0);
-    assert_eq!(sample(&after, "pyexec_worker_spawns_total"), 2.0, "a run timeout does not cost a worker");
-    assert_eq!(sample(&after, "pyexec_worker_start_duration_seconds_count"), 2.0);
-    assert_eq!(sample(&after, "pyexec_in_flight_requests"), 0.0);
-    assert_eq!(sample(&after, "pyexec_queue_length"), 0.0);
-    assert!(sample(&after, "process_resident_memory_bytes") > 0.0);
-    assert_eq!(sample(&after, "pyexec_build_info{version=\"0.1.0\"}"), 1.0);
+    assert_eq!(sample(&after, "pyexec_requests_total{kind=\"ok\"}"), Some(3.0));
+    assert_eq!(sample(&after, "pyexec_requests_total{kind=\"runtime_error\"}"), Some(2.0));
+    assert_eq!(sample(&after, "pyexec_requests_total{kind=\"timeout\"}"), Some(1.0));
+    assert_eq!(sample(&after, "pyexec_requests_total{kind=\"invalid_request\"}"), Some(1.0));
+    assert_eq!(sample(&after, "pyexec_request_duration_seconds_count"), Some(7.0));
+    assert_eq!(sample(&after, "pyexec_queue_wait_seconds_count"), Some(6.0), "invalid requests never queue");
+    assert_eq!(sample(&after, "pyexec_run_duration_seconds_count"), Some(6.0));
+    assert!(value(&after, "pyexec_run_duration_seconds_sum") >= 0.3);
+    assert_eq!(sample(&after, "pyexec_worker_recycles_total{reason=\"run_finished\"}"), Some(6.0));
+    assert_eq!(
+        sample(&after, "pyexec_worker_spawns_total"),
+        Some(2.0),
+        "a run timeout does not cost a worker"
+    );
+    assert_eq!(sample(&after, "pyexec_worker_start_duration_seconds_count"), Some(2.0));
+    assert_eq!(sample(&after, "pyexec_in_flight_requests"), Some(0.0));
+    assert_eq!(sample(&after, "pyexec_queue_length"), Some(0.0));
+    assert!(value(&after, "process_resident_memory_bytes") > 0.0);
+    assert_eq!(sample(&after, "pyexec_build_info{version=\"0.1.0\"}"), Some(1.0));
 }
 
 #[tokio::test]
@@ -67,10 +73,20 @@ async fn gauges_recover_when_clients_disconnect_mid_request() {
         assert!(request.await.expect("task").is_err(), "the client timed out");
     }
     // The abandoned run finishes in its own task and the worker comes back.
-    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
-    let metrics = service.metrics().await;
-    assert_eq!(sample(&metrics, "pyexec_in_flight_requests"), 0.0);
-    assert_eq!(sample(&metrics, "pyexec_queue_length"), 0.0);
-    assert_eq!(sample(&metrics, "pyexec_workers{state=\"idle\"}"), 1.0);
+    let settled = |metrics: &str| {
+        [
+            ("pyexec_in_flight_requests", 0.0),
+            ("pyexec_queue_length", 0.0),
+            ("pyexec_workers{state=\"idle\"}", 1.0),
+        ]
+        .into_iter()
+        .all(|(series, want)| value(metrics, series) == want)
+    };
+    common::wait_until(
+        Duration::from_secs(30),
+        "the gauges back at 0 in flight, 0 queued, 1 idle",
+        || async { settled(&service.metrics().await) },
+    )
+    .await;
     assert_eq!(service.ok("def main():\n    return 'still serving'").await["result"], "still serving");
 }

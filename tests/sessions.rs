@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{binary, sample, Service};
+use common::{binary, sample, value, Service};
 use serde_json::{json, Value};
 
 async fn send(service: &Service, request: reqwest::RequestBuilder) -> (u16, Value) {
@@ -77,18 +77,6 @@ fn running(pid: i32) -> bool {
         .ok()
         .and_then(|stat| stat.rsplit_once(')').map(|(_, rest)| rest.trim_start().to_string()))
         .is_some_and(|rest| !rest.starts_with('Z'))
-}
-
-async fn eventually<F: std::future::Future<Output = bool>>(
-    what: &str,
-    limit: Duration,
-    mut check: impl FnMut() -> F,
-) {
-    let deadline = Instant::now() + limit;
-    while !check().await {
-        assert!(Instant::now() < deadline, "{what} did not happen within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test]
@@ -181,9 +169,9 @@ async fn sessions_keep_state_stay_isolated_and_end_on_limits() {
     // With --max-sessions open, /execute keeps its whole pool: every
     // worker is idle (none is held by a session) and runs succeed.
     let metrics = service.metrics().await;
-    assert_eq!(sample(&metrics, "pyexec_sessions"), 2.0);
+    assert_eq!(sample(&metrics, "pyexec_sessions"), Some(2.0));
     assert!(children_of(service.pid()) >= 4, "the pool's worker, its hot standby, the two sessions' workers");
-    assert_eq!(sample(&metrics, r#"pyexec_workers{state="idle"}"#), 1.0, "{metrics}");
+    assert_eq!(sample(&metrics, r#"pyexec_workers{state="idle"}"#), Some(1.0), "{metrics}");
     let scripts: Vec<String> = (0..6).map(|i| format!("def main():\n    return {i}")).collect();
     let runs = scripts.iter().map(|script| service.run(script));
     for (i, (status, body)) in futures_util::future::join_all(runs).await.into_iter().enumerate() {
@@ -234,15 +222,15 @@ async fn sessions_keep_state_stay_isolated_and_end_on_limits() {
     gone(&service, &id).await;
 
     let metrics = service.metrics().await;
-    assert_eq!(sample(&metrics, "pyexec_sessions"), 0.0);
+    assert_eq!(sample(&metrics, "pyexec_sessions"), Some(0.0));
     for (reason, count) in [("deleted", 1.0), ("timeout", 1.0), ("memory_limit", 1.0), ("killed", 1.0)] {
         assert_eq!(
-            sample(&metrics, &format!("pyexec_sessions_ended_total{{reason=\"{reason}\"}}")),
+            value(&metrics, &format!("pyexec_sessions_ended_total{{reason=\"{reason}\"}}")),
             count,
             "{reason}"
         );
     }
-    assert!(sample(&metrics, r#"pyexec_session_call_duration_seconds_count{call="execute"}"#) >= 20.0);
+    assert!(value(&metrics, r#"pyexec_session_call_duration_seconds_count{call="execute"}"#) >= 20.0);
     // Nothing is left behind: the sessions' workers are gone. The service's
     // nsjail children are the pool's worker, its hot standby and at most
     // the one started session worker that waits for the next create.
@@ -361,21 +349,21 @@ async fn reapers_auth_and_the_cli() {
         let request = authed(service.client.get(service.url(&format!("/sessions/{id}"))));
         async move { request.send().await.map(|r| r.status().as_u16()).unwrap_or(0) }
     };
-    eventually("the idle reaper", Duration::from_secs(30), || {
+    common::wait_until(Duration::from_secs(30), "the idle reaper", || {
         let check = alive(idle.clone());
         async move { check.await == 404 }
     })
     .await;
-    eventually("the lifetime reaper", Duration::from_secs(60), || {
+    common::wait_until(Duration::from_secs(60), "the lifetime reaper", || {
         let check = alive(old.clone());
         async move { check.await == 404 }
     })
     .await;
     let metrics = service.metrics().await;
-    assert_eq!(sample(&metrics, r#"pyexec_sessions_ended_total{reason="idle"}"#), 1.0);
-    assert_eq!(sample(&metrics, r#"pyexec_sessions_ended_total{reason="lifetime"}"#), 1.0);
-    assert_eq!(sample(&metrics, r#"pyexec_sessions_ended_total{reason="deleted"}"#), 2.0);
-    assert_eq!(sample(&metrics, r#"pyexec_sessions_ended_total{reason="killed"}"#), 0.0);
+    assert_eq!(sample(&metrics, r#"pyexec_sessions_ended_total{reason="idle"}"#), Some(1.0));
+    assert_eq!(sample(&metrics, r#"pyexec_sessions_ended_total{reason="lifetime"}"#), Some(1.0));
+    assert_eq!(sample(&metrics, r#"pyexec_sessions_ended_total{reason="deleted"}"#), Some(2.0));
+    assert_eq!(sample(&metrics, r#"pyexec_sessions_ended_total{reason="killed"}"#), Some(0.0));
 
     // Stopping the service ends the sessions still open: none of its jails
     // (pool, standbys, sessions) outlives it.
@@ -390,7 +378,7 @@ async fn reapers_auth_and_the_cli() {
     let jails = child_pids(service.pid());
     assert!(jails.len() >= 3, "pool worker, hot standby, the session: {jails:?}");
     service.signal(15);
-    eventually("every jail stopping with the service", Duration::from_secs(30), || {
+    common::wait_until(Duration::from_secs(30), "every jail stopping with the service", || {
         let jails = jails.clone();
         async move { !jails.iter().any(|pid| running(*pid)) }
     })

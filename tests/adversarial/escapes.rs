@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::common::{self, sample, Service};
+use crate::common::{self, value, Service};
 use crate::{run_all, Attack, Expect};
 
 fn escape_attacks() -> Vec<Attack> {
@@ -108,7 +108,7 @@ async fn a_run_cannot_spy_on_a_concurrent_run() {
     // to plant everything (it needs milliseconds; it then sleeps 8 s).
     let mut busy = false;
     for _ in 0..100 {
-        if sample(&service.metrics().await, "pyexec_workers{state=\"busy\"}") >= 1.0 {
+        if value(&service.metrics().await, "pyexec_workers{state=\"busy\"}") >= 1.0 {
             busy = true;
             break;
         }

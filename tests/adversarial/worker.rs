@@ -5,7 +5,7 @@
 
 use serde_json::json;
 
-use crate::common::{sample, Service};
+use crate::common::{value, Service};
 use crate::{run_all, Attack, Expect};
 
 /// A run may spoil its own answer, never another's: any well-formed answer
@@ -98,7 +98,7 @@ async fn worker_attacks_spoil_only_the_runs_own_answer() {
     let after = service.metrics().await;
     assert_eq!(spawns(&before), spawns(&after), "no worker was replaced:\n{after}");
     assert_eq!(
-        sample(&after, "pyexec_workers{state=\"idle\"}") + sample(&after, "pyexec_workers{state=\"busy\"}"),
+        value(&after, "pyexec_workers{state=\"idle\"}") + value(&after, "pyexec_workers{state=\"busy\"}"),
         1.0
     );
 }

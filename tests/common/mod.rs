@@ -79,8 +79,52 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
-/// A world-readable copy of the repository's worker/ directory.
+/// Set to `1` to skip, instead of fail, the tests that need the sandbox
+/// when it is not installed. `scripts/test.sh` (CI) never sets it.
+pub const ALLOW_NO_SANDBOX: &str = "PYEXEC_ALLOW_NO_SANDBOX";
+
+/// Checks once that the sandbox these tests run (nsjail and the sandbox
+/// venv, from `scripts/install.sh` or `PYEXEC_NSJAIL` /
+/// `PYEXEC_SANDBOX_PYTHON`) is there. If not, says so in one line and ends
+/// this test binary: with exit status 0 (skipped) under
+/// `PYEXEC_ALLOW_NO_SANDBOX=1`, else 1 (failed), rather than one panic per
+/// test.
+pub fn require_sandbox() {
+    static CHECKED: std::sync::Once = std::sync::Once::new();
+    CHECKED.call_once(|| {
+        let missing: Vec<String> =
+            [("PYEXEC_NSJAIL", "/opt/pyexec/bin/nsjail"), ("PYEXEC_SANDBOX_PYTHON", "/opt/pyexec/venv/bin/python3")]
+                .iter()
+                .map(|(var, default)| std::env::var(var).unwrap_or_else(|_| (*default).to_string()))
+                .filter(|path| !Path::new(path).is_file())
+                .collect();
+        if missing.is_empty() {
+            return;
+        }
+        let target = std::env::args().next().unwrap_or_default();
+        // target/debug/deps/NAME-HASH: the target's name.
+        let target = Path::new(&target).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let target = target.rsplit_once('-').map_or(target.as_str(), |(name, _)| name).to_string();
+        let line = format!(
+            "the sandbox is not installed ({} missing): install it with `sudo scripts/install.sh`, or set PYEXEC_NSJAIL and PYEXEC_SANDBOX_PYTHON to it",
+            missing.join(", ")
+        );
+        let skip = std::env::var(ALLOW_NO_SANDBOX).as_deref() == Ok("1");
+        let line = if skip {
+            format!("SKIPPED {target}: {line} ({ALLOW_NO_SANDBOX}=1)\n")
+        } else {
+            format!("FAILED {target}: {line} ({ALLOW_NO_SANDBOX}=1 skips these tests instead)\n")
+        };
+        // Straight to the fd: the test harness captures eprintln!.
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+        std::process::exit(i32::from(!skip));
+    });
+}
+
+/// A world-readable copy of the repository's worker/ directory (after
+/// [`require_sandbox`]: every test that runs the service makes one).
 pub fn worker_copy() -> tempfile::TempDir {
+    require_sandbox();
     let dir = tempfile::Builder::new().prefix("pyexec-worker-").tempdir_in("/tmp").expect("tempdir");
     let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("worker");
     copy_tree(&source, dir.path());
@@ -206,6 +250,11 @@ impl Service {
         i32::try_from(self.child.id()).expect("pid fits")
     }
 
+    /// What the service wrote to stderr so far (its last lines).
+    pub fn stderr(&self) -> String {
+        self.log.text()
+    }
+
     pub fn signal(&self, signal: i32) {
         let signal = Signal::try_from(signal).expect("a known signal number");
         kill(Pid::from_raw(self.pid()), signal)
@@ -229,13 +278,18 @@ impl Drop for Service {
 }
 
 /// The value of one sample line in Prometheus text, e.g.
-/// `pyexec_requests_total{kind="ok"}`.
-pub fn sample(metrics: &str, series: &str) -> f64 {
+/// `pyexec_requests_total{kind="ok"}`; `None` when the series is missing
+/// (so a renamed series fails the test instead of reading as 0).
+pub fn sample(metrics: &str, series: &str) -> Option<f64> {
     metrics
         .lines()
         .find_map(|line| line.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
         .and_then(|value| value.trim().parse().ok())
-        .unwrap_or(0.0)
+}
+
+/// The value of `series`, which must be present in `metrics`.
+pub fn value(metrics: &str, series: &str) -> f64 {
+    sample(metrics, series).unwrap_or_else(|| panic!("no series {series} in /metrics:\n{metrics}"))
 }
 
 /// The cgroup v1 memory hierarchy the workers' cgroups go in on this host.
@@ -253,11 +307,60 @@ pub fn worker_cgroup_of(pid: u32) -> Option<String> {
     Some(below.split('/').next()?.to_string())
 }
 
+/// How often [`wait_until`] checks its condition.
+const POLL: Duration = Duration::from_millis(50);
+
+/// Polls `condition` until it holds. Panics, saying `what` was awaited and
+/// for how long, if it does not hold within `limit`. The one way tests wait
+/// for something to happen: bound `limit` by what the wait means, generously
+/// (hosts differ 3-4x and CI is busy), never by how long it took once.
+pub async fn wait_until<F, Fut>(limit: Duration, what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !condition().await {
+        assert!(started.elapsed() < limit, "waited {:?} (limit {limit:?}) for {what}", started.elapsed());
+        tokio::time::sleep(POLL).await;
+    }
+}
+
 /// Waits (bounded) until `path` is gone; true if it is.
 pub async fn wait_gone(path: &Path, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
     while path.exists() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(POLL).await;
     }
     !path.exists()
+}
+
+/// The cgroup directories of the worker cgroup that holds host process
+/// `pid` (v1: one per controller, memory and pids; v2: one), derived the
+/// way the service lays them out (`CgroupPlan::parents`), or `None` when
+/// this host has no cgroup hierarchy pyexec can use (the service then runs
+/// on rlimits alone). Each returned directory exists now.
+pub fn worker_cgroup_dirs(pid: u32) -> Option<Vec<PathBuf>> {
+    let root = Path::new("/sys/fs/cgroup");
+    let v1 = root.join("memory/memory.limit_in_bytes").exists() && root.join("pids/cgroup.procs").exists();
+    let v2 = root.join("cgroup.controllers").exists();
+    if !v1 && !v2 {
+        return None;
+    }
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("read /proc/PID/cgroup");
+    let dirs: Vec<PathBuf> = if v2 {
+        let path = text.lines().find_map(|line| line.strip_prefix("0::")).expect("a v2 cgroup line");
+        vec![root.join(path.trim_start_matches('/'))]
+    } else {
+        let name = worker_cgroup_of(pid).unwrap_or_else(|| panic!("pid {pid} in no pyexec cgroup: {text}"));
+        [V1_MEMORY_PARENT, V1_PIDS_PARENT].iter().map(|parent| Path::new(parent).join(&name)).collect()
+    };
+    for dir in &dirs {
+        assert!(
+            dir.is_dir(),
+            "worker cgroup {} does not exist (from /proc/{pid}/cgroup: {text})",
+            dir.display()
+        );
+    }
+    Some(dirs)
 }

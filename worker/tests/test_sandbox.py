@@ -25,6 +25,12 @@ from sandbox import Zygote
 # each, then (init + runner) for every plain spare and the plotting spare.
 EXPECTED_TREE = 5 + 2 * (sandbox.LIMITS["spares"] + 1)
 
+# Where the sandbox must be there (scripts/test.sh sets PYEXEC_REQUIRE_SANDBOX=1),
+# its absence fails the suite instead of skipping it.
+if os.environ.get("PYEXEC_REQUIRE_SANDBOX") == "1" and not sandbox.available():
+    raise RuntimeError(
+        "PYEXEC_REQUIRE_SANDBOX=1, but root, nsjail or the sandbox venv is missing: see scripts/install.sh"
+    )
 pytestmark = pytest.mark.skipif(not sandbox.available(), reason="needs root, nsjail and the sandbox venv")
 
 TRIVIAL = 'def main():\n    return {"sum": 2 + 2}\n'
