@@ -12,8 +12,9 @@ Every ``--every`` seconds (default 10) it samples:
   ``/proc/<pid>/smaps_rollup``), reported as the mean over workers;
 - open fds of the supervisor and of all its descendants;
 - the number of processes under the supervisor;
-- cgroup leaves: ``NSJAIL.<pid>`` directories of this service's workers,
-  and stale ones whose nsjail is gone (v1 ``memory|pids/pyexec``, or v2).
+- cgroup leaves: the directories under this service's worker cgroups
+  (``w<pid>.<id>``, their ``zygote`` and per-run ``run.*`` leaves),
+  and stale worker cgroups with no process left (v1 ``memory|pids/pyexec``, or v2).
 
 Each series' slope (least squares) is reported as growth over the run in
 percent of its first-minute mean (goal: <= 2 %). Prints a table and writes
@@ -28,6 +29,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import http.client
 import json
@@ -106,20 +108,31 @@ def fd_count(pid: int) -> int:
         return 0
 
 
-def cgroup_leaves(nsjails: set[int]) -> tuple[int, int]:
-    """(leaves of our live workers, stale leaves whose nsjail is gone)."""
-    dirs = glob.glob("/sys/fs/cgroup/*/pyexec/NSJAIL.*") + glob.glob("/sys/fs/cgroup/NSJAIL.*")
-    ours = stale = 0
-    for d in dirs:
-        suffix = d.rsplit(".", 1)[-1]
-        if not suffix.isdigit():
-            continue
-        pid = int(suffix)
-        if pid in nsjails:
-            ours += 1
-        elif not os.path.exists(f"/proc/{pid}"):
-            stale += 1
-    return ours, stale
+def _worker_cgroups(service_pid: int) -> list[str]:
+    """This service's worker cgroups (``w<service pid>.<id>``, src/worker/cgroup/delegated.rs)."""
+    name = f"w{service_pid}.*"
+    found = set(glob.glob(f"/sys/fs/cgroup/*/pyexec/{name}"))  # v1: memory/, pids/
+    if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):  # v2 mounted at the root
+        found.update(glob.glob(f"/sys/fs/cgroup/**/{name}", recursive=True))
+    return sorted(found)
+
+
+def cgroup_leaves(service_pid: int) -> tuple[int, int]:
+    """(cgroups under this service's worker cgroups, incl. them; stale worker cgroups).
+
+    A worker cgroup is stale when no process is left anywhere in it (its
+    worker is gone but the directory stayed).
+    """
+    count = stale = 0
+    for root in _worker_cgroups(service_pid):
+        procs = 0
+        for here, _dirs, files in os.walk(root):
+            count += 1
+            if "cgroup.procs" in files:
+                with contextlib.suppress(OSError), open(os.path.join(here, "cgroup.procs")) as f:
+                    procs += len(f.read().split())
+        stale += procs == 0
+    return count, stale
 
 
 def sample(service_pid: int) -> dict[str, float]:
@@ -128,7 +141,7 @@ def sample(service_pid: int) -> dict[str, float]:
     nsjails = [p for p in below if _comm(p) == "nsjail"]
     pss = [sum(pss_kib(p) for p in [j, *subtree(kids, j)]) for j in nsjails]
     # A worker's leaf is named after its jailed child (the zygote's host pid).
-    ours, stale = cgroup_leaves({z for j in nsjails for z in kids.get(j, [])} | set(nsjails))
+    ours, stale = cgroup_leaves(service_pid)
     return {
         "supervisor_rss_kib": rss_kib(service_pid),
         "worker_pss_kib": sum(pss) / len(pss) if pss else 0.0,
