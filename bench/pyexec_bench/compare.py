@@ -105,17 +105,27 @@ def _dir(tmp: Path, name: str) -> Path:
 
 
 def _aggregate(rounds: list[dict[str, Any]]) -> dict[str, float | None]:
-    """Per measure: the median over rounds of p50 ms, machine CPU ms per run, req/s."""
+    """Per measure: the median over rounds of p50 ms, machine and service CPU ms per run, req/s."""
     out: dict[str, float | None] = {}
     for measure in rounds[0]:
         rs = [r[measure] for r in rounds]
         out[f"{measure}: p50 ms"] = statistics.median(r["p50"] for r in rs)
         cpu = [r.get("cpu_ms_per_request", {}).get("machine") for r in rs]
         out[f"{measure}: machine CPU ms/run"] = statistics.median(c for c in cpu if c is not None) if any(cpu) else None
+        # The service's own tree (supervisor, jails, zygotes, reaped runs):
+        # the code's cost without the load client or the host's other work.
+        tree = [_service_cpu(r.get("cpu_ms_per_request", {})) for r in rs]
+        known = [c for c in tree if c is not None]
+        out[f"{measure}: service CPU ms/run"] = statistics.median(known) if known else None
         if "rps" in rs[0]:
             out[f"{measure}: req/s"] = statistics.median(r["rps"] for r in rs)
             out[f"{measure}: errors"] = sum(r["errors"] for r in rs)
     return out
+
+
+def _service_cpu(cpu: dict[str, float]) -> float | None:
+    parts = [cpu.get(k) for k in ("supervisor", "nsjail", "zygote", "runs")]
+    return None if any(p is None for p in parts) else sum(p for p in parts if p is not None)
 
 
 def render_compare(res: dict[str, Any]) -> str:
@@ -136,11 +146,11 @@ def render_compare(res: dict[str, Any]) -> str:
         ratio = f"{value / base:.2f}" if value is not None and base else "n/a"
         lines.append(f"| {key} | {_num(value)} | {_num(base)} | {ratio} |")
     for label in ("this", ref):
-        cpu = res["sides"][label].get("trivial back to back: machine CPU ms/run")
-        if cpu is not None:
-            lines.append(
-                f"| CPU per trivial run / warm fork floor ({label}) | {cpu / floor['warm']['cpu_ms_mean']:.2f}x | | |"
-            )
+        for what in ("machine", "service"):
+            cpu = res["sides"][label].get(f"trivial back to back: {what} CPU ms/run")
+            if cpu is not None:
+                ratio = cpu / floor["warm"]["cpu_ms_mean"]
+                lines.append(f"| {what} CPU per trivial run / warm fork floor ({label}) | {ratio:.2f}x | | |")
     for label, mem in res.get("memory_idle", {}).items():
         lines.append(f"| idle worker PSS MiB ({label}) | {mem.get('per_worker_mib_mean', float('nan')):.1f} | | |")
     return "\n".join(lines) + "\n"
