@@ -96,6 +96,9 @@ fn script(fields: &Map<String, Value>) -> Result<String, ApiError> {
     }
 }
 
+/// The shortest run timeout: positive timeouts below it are rounded up to it.
+pub const MIN_TIMEOUT: Duration = Duration::from_millis(1);
+
 fn timeout(fields: &Map<String, Value>, limits: &LimitsConfig) -> Result<Duration, ApiError> {
     let max = limits.max_timeout.as_secs_f64();
     let wrong = |got: String| {
@@ -104,7 +107,11 @@ fn timeout(fields: &Map<String, Value>, limits: &LimitsConfig) -> Result<Duratio
     match fields.get("timeout") {
         None | Some(Value::Null) => Ok(limits.default_timeout),
         Some(Value::Number(n)) => match n.as_f64() {
-            Some(secs) if secs.is_finite() && secs > 0.0 && secs <= max => Ok(Duration::from_secs_f64(secs)),
+            // The zygote counts in milliseconds: a positive timeout below one
+            // (found by the fuzzer: 6e-10 s became a zero Duration) is one.
+            Some(secs) if secs.is_finite() && secs > 0.0 && secs <= max => {
+                Ok(Duration::from_secs_f64(secs).max(MIN_TIMEOUT))
+            }
             _ => Err(wrong(n.to_string())),
         },
         Some(other) => Err(wrong(type_name(other).into())),
@@ -224,6 +231,8 @@ mod tests {
         let twice = message(parse(r#"{"script": "x", "files": {"a.csv": "", "a.csv": "YQ=="}}"#));
         assert!(twice.starts_with("key \"files\"[\"a.csv\"] appears twice"), "{twice}");
         assert!(message(parse(r#"{"script": "x", "timeout": 0}"#)).contains("\"timeout\""));
+        let tiny = parse(r#"{"script": "x", "timeout": 0.0000000006}"#).expect("a positive timeout is valid");
+        assert_eq!(tiny.timeout, MIN_TIMEOUT);
         assert!(message(parse(r#"{"script": "x", "timeout": -1}"#)).contains("\"timeout\""));
         assert!(message(parse(r#"{"script": "x", "timeout": 61}"#)).contains("(0, 60]"));
         assert!(message(parse(r#"{"script": "x", "timeout": "5"}"#)).contains("got a string"));

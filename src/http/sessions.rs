@@ -196,7 +196,7 @@ fn seconds(fields: &Map<String, Value>, name: &str) -> Result<Option<Duration>, 
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => match n.as_f64() {
             Some(secs) if secs.is_finite() && secs > 0.0 && secs <= 1e9 => {
-                Ok(Some(Duration::from_secs_f64(secs)))
+                Ok(Some(Duration::from_secs_f64(secs).max(crate::http::request::MIN_TIMEOUT)))
             }
             _ => Err(wrong(n.to_string())),
         },

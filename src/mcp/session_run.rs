@@ -161,7 +161,7 @@ pub fn call(arguments: Option<&Map<String, Value>>, limits: &LimitsConfig) -> Re
         None | Some(Value::Null) => None,
         Some(Value::Number(n)) => match n.as_f64() {
             Some(secs) if secs.is_finite() && secs > 0.0 && secs <= 1e9 => {
-                Some(Duration::from_secs_f64(secs))
+                Some(Duration::from_secs_f64(secs).max(crate::http::request::MIN_TIMEOUT))
             }
             _ => {
                 return Err(invalid(format!(
